@@ -1,0 +1,164 @@
+"""Bounded ingest queue with one writer thread and backpressure.
+
+Request handlers decode spans, then :meth:`Ingestor.submit` and await the commit:
+the writer drains several requests into one transaction, commits, and only then
+resolves their futures, so an OTLP 200 always means "durable". When more than
+``max_pending_spans`` wait, submit refuses at once (the server answers 503 with
+Retry-After) instead of letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from assay.model import Span
+from assay.store import Store
+
+log = logging.getLogger("assay.ingest")
+
+
+class OverloadedError(RuntimeError):
+    """The writer is behind; retry after ``retry_after`` seconds."""
+
+    def __init__(self, pending: int, retry_after: int) -> None:
+        super().__init__(f"store is busy ({pending} spans waiting to be written)")
+        self.retry_after = retry_after
+
+
+class WriteFailedError(RuntimeError):
+    """The store rejected a batch (disk full, closed …); nothing of it was acknowledged."""
+
+
+@dataclass
+class _Item:
+    spans: Sequence[Span]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[int]
+
+
+@dataclass
+class IngestStats:
+    """Counters for health checks and benchmarks."""
+
+    pending_spans: int
+    written_spans: int
+    batches: int
+    rejected_requests: int
+
+
+class Ingestor:
+    """One writer thread in front of a :class:`~assay.store.Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        max_pending_spans: int = 200_000,
+        batch_spans: int = 20_000,
+        retry_after_seconds: int = 2,
+    ) -> None:
+        self.store = store
+        self.max_pending = max_pending_spans
+        self.batch_spans = batch_spans
+        self.retry_after = retry_after_seconds
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._written = 0
+        self._batches = 0
+        self._rejected = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="assay-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write everything already accepted, then stop the writer."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def stats(self) -> IngestStats:
+        """Current counters."""
+        return IngestStats(self._pending, self._written, self._batches, self._rejected)
+
+    async def submit(self, spans: Sequence[Span]) -> int:
+        """Queue spans and wait until they are committed; returns how many were new."""
+        if not spans:
+            return 0
+        n = len(spans)
+        with self._lock:
+            # One oversized request is still admitted into an empty queue.
+            if self._pending and self._pending + n > self.max_pending:
+                self._rejected += 1
+                raise OverloadedError(self._pending, self.retry_after)
+            self._pending += n
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._queue.put(_Item(spans, loop, fut))
+        return await fut
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            items = [first]
+            count = len(first.spans)
+            while count < self.batch_spans:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                items.append(nxt)
+                count += len(nxt.spans)
+            self._write(items, count)
+
+    def _write(self, items: list[_Item], count: int) -> None:
+        spans: list[Span] = []
+        for it in items:
+            spans.extend(it.spans)
+        started = time.perf_counter()
+        try:
+            new = self.store.insert_spans(spans)
+            error: BaseException | None = None
+        except Exception as exc:  # the store failed: tell every waiting request
+            log.exception("writing %d spans failed", count)
+            new, error = 0, exc
+        with self._lock:
+            self._pending -= count
+            if error is None:
+                self._written += new
+                self._batches += 1
+        log.debug("wrote %d spans (%d new) in %.1f ms", count, new,
+                  (time.perf_counter() - started) * 1e3)
+        for it in items:
+            if error is None:
+                it.loop.call_soon_threadsafe(_resolve, it.future, len(it.spans), None)
+            else:
+                it.loop.call_soon_threadsafe(
+                    _resolve, it.future, 0, WriteFailedError(f"store write failed: {error}")
+                )
+
+
+def _resolve(fut: asyncio.Future[int], value: int, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)

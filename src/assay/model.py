@@ -1,0 +1,182 @@
+"""Values that flow through assay: frozen dataclasses, no behaviour beyond conversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Column order of a span row; the store schema and the Arrow batches follow it.
+SPAN_COLUMNS: tuple[str, ...] = (
+    "project",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "otel_kind",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "status",
+    "status_message",
+    "operation",
+    "provider",
+    "model",
+    "request_model",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "total_tokens",
+    "cost",
+    "input_text",
+    "output_text",
+    "input_messages",
+    "output_messages",
+    "finish_reason",
+    "session_id",
+    "user_id",
+    "release",
+    "route",
+    "environment",
+    "scope",
+    "attributes",
+    "resource_attributes",
+    "events",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One span in assay's schema, whatever convention (GenAI, OpenInference) it came in."""
+
+    project: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    service: str | None
+    name: str
+    kind: str
+    otel_kind: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    status: str
+    status_message: str | None = None
+    operation: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    request_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    total_tokens: int | None = None
+    cost: float | None = None
+    input_text: str | None = None
+    output_text: str | None = None
+    input_messages: list[dict[str, Any]] | None = None
+    output_messages: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    release: str | None = None
+    route: str | None = None
+    environment: str | None = None
+    scope: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    resource_attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The span as JSON-ready values (timestamps as ISO-8601 UTC strings)."""
+        out: dict[str, Any] = {}
+        for name in SPAN_COLUMNS:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A tenant: every span, key and (later) golden set belongs to exactly one."""
+
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's public record; the secret itself is never stored."""
+
+    key_id: str
+    project: str
+    prefix: str
+    created_at: datetime
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """One trace in a listing: its root, size, outcome, tokens and cost."""
+
+    project: str
+    trace_id: str
+    name: str | None
+    service: str | None
+    start_time: datetime
+    duration_ms: float
+    span_count: int
+    error_count: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    models: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["start_time"] = self.start_time.isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """Counts, latency percentiles, tokens and cost for one (time bucket, group)."""
+
+    bucket: datetime | None
+    group: str | None
+    calls: int
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    unpriced_calls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["bucket"] = self.bucket.isoformat() if self.bucket else None
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class UnpricedModel:
+    """A model seen in spans that the price table does not know."""
+
+    model: str
+    provider: str | None
+    spans: int
+    input_tokens: int
+    output_tokens: int
+    last_seen: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["last_seen"] = self.last_seen.isoformat()
+        return out

@@ -1,0 +1,120 @@
+"""One frozen Settings object, built once at the edge (CLI or test) and passed down.
+
+Nothing below this module reads the environment: every ``ASSAY_*`` variable is
+parsed here, with an error naming the variable and the expected form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting has a value assay cannot use; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of assay. Environment variable = ``ASSAY_`` + upper-case field name."""
+
+    #: DuckDB file the server owns (``ASSAY_DB``).
+    db: str = "assay.duckdb"
+    host: str = "127.0.0.1"
+    port: int = 7800
+    #: Base URL the CLI uses to reach a running server.
+    url: str = "http://127.0.0.1:7800"
+    #: API key the CLI and tracing helper send (``ASSAY_API_KEY``).
+    api_key: str | None = None
+    #: Key for administrative endpoints (projects, keys) on a non-loopback bind.
+    admin_key: str | None = None
+    #: Project that key-less writes go to on a loopback bind.
+    default_project: str = "default"
+    #: Largest OTLP body accepted, measured after decompression.
+    max_body_bytes: int = 20 * MIB
+    #: Spans waiting for the writer before new requests get 503 + Retry-After.
+    max_pending_spans: int = 200_000
+    #: Most spans the writer commits in one transaction.
+    writer_batch_spans: int = 20_000
+    #: Seconds a client is told to wait when the store is overloaded.
+    retry_after_seconds: int = 2
+    #: Seconds an ingest request waits for its commit before answering 503.
+    ingest_timeout_seconds: float = 30.0
+    #: Optional JSON file of model prices that overrides the shipped table.
+    prices: str | None = None
+    #: DuckDB memory limit (e.g. "1GB"); empty means DuckDB's default.
+    duckdb_memory_limit: str | None = None
+    #: DuckDB worker threads for queries; 0 means one per core.
+    duckdb_threads: int = 0
+    log_level: str = "info"
+
+    @property
+    def loopback(self) -> bool:
+        """True when the server only listens on this machine."""
+        return is_loopback(self.host)
+
+    @property
+    def require_keys(self) -> bool:
+        """Writes and reads need an API key unless bound to loopback."""
+        return not self.loopback
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated like the originals)."""
+        return replace(self, **changes)._validated()
+
+    def _validated(self) -> Settings:
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"ASSAY_PORT={self.port} is not a TCP port; use 1..65535")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("ASSAY_MAX_BODY_BYTES must be at least 1024")
+        if self.max_pending_spans < 1 or self.writer_batch_spans < 1:
+            raise SettingsError("ASSAY_MAX_PENDING_SPANS and ASSAY_WRITER_BATCH_SPANS must be >= 1")
+        if self.prices is not None and not Path(self.prices).is_file():
+            raise SettingsError(
+                f"ASSAY_PRICES={self.prices!r} is not a file; point it at a JSON price table "
+                "(see docs/pricing.md) or unset it"
+            )
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``ASSAY_*`` variables, then explicit overrides (None = not given)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("ASSAY_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)._validated()
+
+
+def _parse(name: str, type_: Any, raw: str) -> Any:
+    kind = str(type_)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise SettingsError(
+            f"ASSAY_{name.upper()}={raw!r} is not a number; set it to a {kind.split()[0]}"
+        ) from None
+    return raw
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

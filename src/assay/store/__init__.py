@@ -1,0 +1,106 @@
+"""The storage contract. Backend-specific SQL lives only in this package."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+from assay.model import Aggregate, ApiKey, Project, Span, TraceSummary, UnpricedModel
+from assay.pricing import PriceTable
+from assay.query import Page, SpanFilter
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (locked file, closed, corrupt); says why."""
+
+
+class StoreLockedError(StoreError):
+    """Another process (usually ``assay serve``) holds the database file."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Everything assay persists. Implementations: :mod:`assay.store.duckdb`."""
+
+    def insert_spans(self, spans: Sequence[Span]) -> int:
+        """Durably store spans; ones already present (same project, trace, span id) are
+        skipped. Returns how many were new. Returns only after commit."""
+        ...
+
+    def list_spans(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[Span]:
+        """Spans matching a filter, newest first."""
+        ...
+
+    def list_traces(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[TraceSummary]:
+        """Traces with at least one span matching the filter, newest first."""
+        ...
+
+    def get_trace(self, project: str, trace_id: str) -> list[Span]:
+        """Every span of one trace in start order (empty when unknown)."""
+        ...
+
+    def aggregate(
+        self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None
+    ) -> list[Aggregate]:
+        """Counts, errors, latency percentiles, tokens and cost per bucket and group."""
+        ...
+
+    def unpriced_models(self, flt: SpanFilter) -> list[UnpricedModel]:
+        """Models that appear in spans with tokens but no cost."""
+        ...
+
+    def reprice(self, prices: PriceTable) -> int:
+        """Fill in the cost of spans whose model has gained a price; returns spans updated."""
+        ...
+
+    def count_spans(self, project: str | None = None) -> int:
+        """Number of stored spans (of one project, or all)."""
+        ...
+
+    def create_project(self, name: str) -> Project:
+        """Create a project (idempotent)."""
+        ...
+
+    def list_projects(self) -> list[Project]:
+        """Every project."""
+        ...
+
+    def add_key(self, key: ApiKey, key_hash: str) -> None:
+        """Record an API key by its hash."""
+        ...
+
+    def get_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """A key's public record and stored hash, if the key exists."""
+        ...
+
+    def list_keys(self, project: str | None = None) -> list[ApiKey]:
+        """Keys (public records only), of one project or all."""
+        ...
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key; False when no such key exists."""
+        ...
+
+    def close(self) -> None:
+        """Release the database."""
+        ...
+
+
+def open_store(
+    url: str, read_only: bool = False, memory_limit: str | None = None, threads: int = 0
+) -> Store:
+    """Open the store a URL or path names (a path or ``duckdb:///path`` is DuckDB)."""
+    from assay.store.duckdb import DuckDBStore
+
+    path = url.removeprefix("duckdb://") if url.startswith("duckdb://") else url
+    if "://" in path:
+        scheme = url.split("://", 1)[0]
+        raise StoreError(
+            f"store {url!r}: scheme {scheme!r} is not supported yet; use a file path "
+            "such as ./assay.duckdb"
+        )
+    return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)
+
+
+__all__ = ["Store", "StoreError", "StoreLockedError", "open_store"]

@@ -1,0 +1,457 @@
+"""The embedded default store: one DuckDB file, one writing process."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from assay.model import (
+    SPAN_COLUMNS,
+    Aggregate,
+    ApiKey,
+    Project,
+    Span,
+    TraceSummary,
+    UnpricedModel,
+)
+from assay.pricing import PriceTable
+from assay.query import Page, SpanFilter, decode_cursor, encode_cursor
+from assay.store import StoreError, StoreLockedError
+from assay.store.migrations import MIGRATIONS
+
+_JSON_COLUMNS = {"input_messages", "output_messages", "attributes", "resource_attributes", "events"}
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "start_time": pa.timestamp("us", tz="UTC"),
+    "end_time": pa.timestamp("us", tz="UTC"),
+    "duration_ms": pa.float64(),
+    "cost": pa.float64(),
+    "input_tokens": pa.int64(),
+    "output_tokens": pa.int64(),
+    "cached_input_tokens": pa.int64(),
+    "total_tokens": pa.int64(),
+}
+_ARROW_SCHEMA = pa.schema([(c, _ARROW_TYPES.get(c, pa.string())) for c in SPAN_COLUMNS])
+_SPAN_SELECT = ", ".join(SPAN_COLUMNS)
+_COLUMN_FILTERS = (
+    "trace_id", "model", "provider", "service", "name", "kind", "status", "route", "release",
+    "environment", "session_id", "user_id",
+)
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.replace(tzinfo=UTC)
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
+    clauses = ["project = ?"]
+    params: list[Any] = [flt.project]
+    if flt.start is not None:
+        clauses.append("start_time >= ?")
+        params.append(flt.start)
+    if flt.end is not None:
+        clauses.append("start_time < ?")
+        params.append(flt.end)
+    for column in _COLUMN_FILTERS:
+        value = getattr(flt, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if flt.min_duration_ms is not None:
+        clauses.append("duration_ms >= ?")
+        params.append(flt.min_duration_ms)
+    if flt.min_cost is not None:
+        clauses.append("cost >= ?")
+        params.append(flt.min_cost)
+    if flt.text:
+        pattern = _like_pattern(flt.text)
+        clauses.append("(input_text ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\')")
+        params += [pattern, pattern]
+    for key, value in flt.attributes.items():
+        clauses.append("json_extract_string(attributes, ?) = ?")
+        params += ['$."' + key.replace('"', '\\"') + '"', value]
+    return " AND ".join(clauses), params
+
+
+def _span_from_row(row: tuple[Any, ...]) -> Span:
+    values = dict(zip(SPAN_COLUMNS, row, strict=True))
+    for column in _JSON_COLUMNS:
+        raw = values[column]
+        values[column] = json.loads(raw) if raw is not None else None
+    values["attributes"] = values["attributes"] or {}
+    values["resource_attributes"] = values["resource_attributes"] or {}
+    values["events"] = values["events"] or []
+    values["start_time"] = _utc(values["start_time"])
+    values["end_time"] = _utc(values["end_time"])
+    return Span(**values)
+
+
+class DuckDBStore:
+    """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
+
+    def __init__(
+        self,
+        path: str,
+        read_only: bool = False,
+        memory_limit: str | None = None,
+        threads: int = 0,
+    ) -> None:
+        self.path = path
+        config: dict[str, Any] = {}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        if threads:
+            config["threads"] = threads
+        try:
+            self._con = duckdb.connect(path, read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLockedError(
+                    f"database {path!r} is held by another process (usually `assay serve`). "
+                    "Use the CLI against that server (it finds it at ASSAY_URL), or stop it "
+                    "to open the file directly."
+                ) from None
+            raise StoreError(f"cannot open database {path!r}: {exc}") from None
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._write_lock = threading.Lock()
+        if not read_only:
+            self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self._con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS assay_migrations (name VARCHAR PRIMARY KEY, "
+            "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+        )
+        done = {r[0] for r in con.execute("SELECT name FROM assay_migrations").fetchall()}
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            con.execute("BEGIN")
+            try:
+                fn(con)
+                con.execute("INSERT INTO assay_migrations (name) VALUES (?)", [name])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations this database has applied, in order."""
+        cur = self._cursor()
+        rows = cur.execute("SELECT name FROM assay_migrations ORDER BY applied_at, name").fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        """Checkpoint and release the file."""
+        try:
+            self._con.close()
+        except duckdb.Error:
+            pass
+
+    # -- spans ----------------------------------------------------------------------
+
+    def insert_spans(self, spans: Sequence[Span]) -> int:
+        """Insert spans in one transaction; duplicates of stored spans are ignored."""
+        if not spans:
+            return 0
+        unique: dict[tuple[str, str, str], Span] = {}
+        for s in spans:
+            unique[(s.project, s.trace_id, s.span_id)] = s
+        rows = list(unique.values())
+        table = self._arrow(rows)
+        with self._write_lock:
+            cur = self._cursor()
+            cur.register("assay_batch", table)
+            try:
+                result = cur.execute(
+                    f"INSERT OR IGNORE INTO spans ({_SPAN_SELECT}) "
+                    f"SELECT {_SPAN_SELECT} FROM assay_batch"
+                ).fetchone()
+            finally:
+                cur.unregister("assay_batch")
+                cur.close()
+        return int(result[0]) if result else 0
+
+    @staticmethod
+    def _arrow(rows: list[Span]) -> pa.Table:
+        dumps = json.dumps
+        shared: dict[int, str] = {}  # resource attributes are one dict per resource
+
+        def shared_dump(obj: dict[str, Any]) -> str:
+            key = id(obj)
+            out = shared.get(key)
+            if out is None:
+                out = shared[key] = dumps(obj, ensure_ascii=False)
+            return out
+
+        columns: dict[str, list[Any]] = {}
+        for c in SPAN_COLUMNS:
+            if c == "resource_attributes":
+                columns[c] = [shared_dump(s.resource_attributes) for s in rows]
+            elif c in _JSON_COLUMNS:
+                columns[c] = [
+                    None if (v := getattr(s, c)) is None else dumps(v, ensure_ascii=False)
+                    for s in rows
+                ]
+            else:
+                columns[c] = [getattr(s, c) for s in rows]
+        return pa.Table.from_pydict(columns, schema=_ARROW_SCHEMA)
+
+    def count_spans(self, project: str | None = None) -> int:
+        """Number of stored spans."""
+        cur = self._cursor()
+        if project is None:
+            row = cur.execute("SELECT count(*) FROM spans").fetchone()
+        else:
+            row = cur.execute("SELECT count(*) FROM spans WHERE project = ?", [project]).fetchone()
+        return int(row[0]) if row else 0
+
+    def list_spans(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[Span]:
+        """Spans newest first, keyset-paginated on (start_time, trace_id, span_id)."""
+        where, params = _where(flt)
+        if cursor:
+            ts, tid, sid = decode_cursor(cursor, 3)
+            where += " AND (start_time, trace_id, span_id) < (?, ?, ?)"
+            params += [datetime.fromisoformat(ts), tid, sid]
+        cur = self._cursor()
+        rows = cur.execute(
+            f"SELECT {_SPAN_SELECT} FROM spans WHERE {where} "
+            "ORDER BY start_time DESC, trace_id DESC, span_id DESC LIMIT ?",
+            [*params, limit + 1],
+        ).fetchall()
+        spans = [_span_from_row(r) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = spans[-1]
+            nxt = encode_cursor(last.start_time.isoformat(), last.trace_id, last.span_id)
+        return Page(spans, nxt)
+
+    def list_traces(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[TraceSummary]:
+        """Traces with a matching span, newest first, keyset-paginated."""
+        where, params = _where(flt)
+        having = ""
+        hparams: list[Any] = []
+        if cursor:
+            ts, tid = decode_cursor(cursor, 2)
+            having = "WHERE (trace_start, trace_id) < (?, ?)"
+            hparams = [datetime.fromisoformat(ts), tid]
+        cur = self._cursor()
+        ids = cur.execute(
+            f"SELECT trace_id, trace_start FROM ("
+            f"  SELECT trace_id, min(start_time) AS trace_start FROM spans WHERE {where} "
+            f"  GROUP BY trace_id) {having} "
+            "ORDER BY trace_start DESC, trace_id DESC LIMIT ?",
+            [*params, *hparams, limit + 1],
+        ).fetchall()
+        page_ids = ids[:limit]
+        order = {tid: i for i, (tid, _) in enumerate(page_ids)}
+        summaries: list[TraceSummary] = []
+        if page_ids:
+            rows = cur.execute(
+                """
+                SELECT trace_id,
+                       coalesce(arg_min(name, start_time) FILTER (WHERE parent_span_id IS NULL),
+                                arg_min(name, start_time)),
+                       coalesce(arg_min(service, start_time) FILTER (WHERE parent_span_id IS NULL),
+                                arg_min(service, start_time)),
+                       min(start_time),
+                       (epoch_us(max(end_time)) - epoch_us(min(start_time))) / 1000.0,
+                       count(*),
+                       count(*) FILTER (WHERE status = 'error'),
+                       sum(input_tokens), sum(output_tokens), sum(cost),
+                       list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL)
+                FROM spans WHERE project = ? AND trace_id IN (SELECT unnest(?))
+                GROUP BY trace_id
+                """,
+                [flt.project, [t for t, _ in page_ids]],
+            ).fetchall()
+            for r in sorted(rows, key=lambda r: order[r[0]]):
+                summaries.append(
+                    TraceSummary(
+                        project=flt.project, trace_id=r[0], name=r[1], service=r[2],
+                        start_time=_utc(r[3]) or datetime.now(UTC), duration_ms=float(r[4]),
+                        span_count=int(r[5]), error_count=int(r[6]),
+                        input_tokens=None if r[7] is None else int(r[7]),
+                        output_tokens=None if r[8] is None else int(r[8]),
+                        cost=r[9], models=list(r[10] or []),
+                    )
+                )
+        nxt = None
+        if len(ids) > limit:
+            tid, ts = page_ids[-1]
+            nxt = encode_cursor(_utc(ts).isoformat() if ts else "", tid)  # type: ignore[union-attr]
+        return Page(summaries, nxt)
+
+    def get_trace(self, project: str, trace_id: str) -> list[Span]:
+        """All spans of a trace, in start order."""
+        cur = self._cursor()
+        rows = cur.execute(
+            f"SELECT {_SPAN_SELECT} FROM spans WHERE project = ? AND trace_id = ? "
+            "ORDER BY start_time, span_id",
+            [project, trace_id],
+        ).fetchall()
+        return [_span_from_row(r) for r in rows]
+
+    def aggregate(
+        self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None
+    ) -> list[Aggregate]:
+        """Aggregates per time bucket and group (group_by is validated by the caller)."""
+        where, params = _where(flt)
+        bucket_sql = "NULL::TIMESTAMP"
+        if bucket is not None:
+            micros = int(bucket / timedelta(microseconds=1))
+            bucket_sql = f"time_bucket(to_microseconds({micros}), start_time, TIMESTAMP '2000-01-01')"
+        group_sql = "NULL::VARCHAR" if group_by is None else f"CAST({group_by} AS VARCHAR)"
+        cur = self._cursor()
+        rows = cur.execute(
+            f"""
+            SELECT {bucket_sql} AS b, {group_sql} AS g,
+                   count(*),
+                   count(*) FILTER (WHERE status = 'error'),
+                   quantile_cont(duration_ms, [0.5, 0.95, 0.99]),
+                   coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+                   coalesce(sum(cost), 0),
+                   count(*) FILTER (WHERE cost IS NULL AND model IS NOT NULL
+                                    AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL))
+            FROM spans WHERE {where}
+            GROUP BY b, g ORDER BY b NULLS FIRST, g NULLS FIRST
+            """,
+            params,
+        ).fetchall()
+        out = []
+        for b, g, calls, errors, q, tin, tout, cost, unpriced in rows:
+            q = q or [None, None, None]
+            out.append(
+                Aggregate(
+                    bucket=_utc(b), group=g, calls=int(calls), errors=int(errors),
+                    error_rate=errors / calls if calls else 0.0,
+                    p50_ms=q[0], p95_ms=q[1], p99_ms=q[2],
+                    input_tokens=int(tin), output_tokens=int(tout), cost=float(cost),
+                    unpriced_calls=int(unpriced),
+                )
+            )
+        return out
+
+    def unpriced_models(self, flt: SpanFilter) -> list[UnpricedModel]:
+        """Models with token counts but no cost, most spans first."""
+        where, params = _where(flt)
+        cur = self._cursor()
+        rows = cur.execute(
+            f"""
+            SELECT model, any_value(provider), count(*), coalesce(sum(input_tokens), 0),
+                   coalesce(sum(output_tokens), 0), max(start_time)
+            FROM spans
+            WHERE {where} AND model IS NOT NULL AND cost IS NULL
+              AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)
+            GROUP BY model ORDER BY count(*) DESC, model
+            """,
+            params,
+        ).fetchall()
+        return [
+            UnpricedModel(model=r[0], provider=r[1], spans=int(r[2]), input_tokens=int(r[3]),
+                          output_tokens=int(r[4]), last_seen=_utc(r[5]) or datetime.now(UTC))
+            for r in rows
+        ]
+
+    def reprice(self, prices: PriceTable) -> int:
+        """Fill the cost of unpriced spans whose model the table now knows."""
+        cur = self._cursor()
+        models = [r[0] for r in cur.execute(
+            "SELECT DISTINCT model FROM spans WHERE cost IS NULL AND model IS NOT NULL "
+            "AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
+        ).fetchall()]
+        updated = 0
+        with self._write_lock:
+            for model in models:
+                p = prices.price(model)
+                if p is None:
+                    continue
+                cached_rate = p.input if p.cached_input is None else p.cached_input
+                row = cur.execute(
+                    """
+                    UPDATE spans SET cost = (
+                        (coalesce(input_tokens, 0)
+                           - least(coalesce(cached_input_tokens, 0), coalesce(input_tokens, 0))) * ?
+                        + least(coalesce(cached_input_tokens, 0), coalesce(input_tokens, 0)) * ?
+                        + coalesce(output_tokens, 0) * ?) / 1e6
+                    WHERE model = ? AND cost IS NULL
+                      AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)
+                    """,
+                    [p.input, cached_rate, p.output, model],
+                ).fetchone()
+                updated += int(row[0]) if row else 0
+        return updated
+
+    # -- projects and keys ------------------------------------------------------------
+
+    def create_project(self, name: str) -> Project:
+        """Create a project if it does not exist; return it."""
+        cur = self._cursor()
+        cur.execute(
+            "INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)",
+            [name, datetime.now(UTC)],
+        )
+        row = cur.execute("SELECT name, created_at FROM projects WHERE name = ?", [name]).fetchone()
+        assert row is not None
+        return Project(row[0], _utc(row[1]) or datetime.now(UTC))
+
+    def list_projects(self) -> list[Project]:
+        """Every project, oldest first."""
+        cur = self._cursor()
+        rows = cur.execute("SELECT name, created_at FROM projects ORDER BY created_at").fetchall()
+        return [Project(r[0], _utc(r[1]) or datetime.now(UTC)) for r in rows]
+
+    def add_key(self, key: ApiKey, key_hash: str) -> None:
+        """Store a key's hash and public record."""
+        self._cursor().execute(
+            "INSERT INTO api_keys (key_id, project, prefix, key_hash, created_at, revoked) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [key.key_id, key.project, key.prefix, key_hash, key.created_at, key.revoked],
+        )
+
+    def get_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """A key's record and hash."""
+        row = self._cursor().execute(
+            "SELECT key_id, project, prefix, created_at, revoked, key_hash FROM api_keys "
+            "WHERE key_id = ?",
+            [key_id],
+        ).fetchone()
+        if row is None:
+            return None
+        key = ApiKey(row[0], row[1], row[2], _utc(row[3]) or datetime.now(UTC), bool(row[4]))
+        return key, str(row[5])
+
+    def list_keys(self, project: str | None = None) -> list[ApiKey]:
+        """Public records of keys."""
+        sql = "SELECT key_id, project, prefix, created_at, revoked FROM api_keys"
+        params: list[Any] = []
+        if project is not None:
+            sql += " WHERE project = ?"
+            params.append(project)
+        rows = self._cursor().execute(sql + " ORDER BY created_at", params).fetchall()
+        return [ApiKey(r[0], r[1], r[2], _utc(r[3]) or datetime.now(UTC), bool(r[4])) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Mark a key revoked."""
+        row = self._cursor().execute(
+            "UPDATE api_keys SET revoked = true WHERE key_id = ?", [key_id]
+        ).fetchone()
+        return bool(row and row[0])

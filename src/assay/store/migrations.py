@@ -1,0 +1,91 @@
+"""Schema migrations as named, ordered, decorated functions (applied once each).
+
+A database records the names it has applied in ``assay_migrations``; a newer assay
+applies only the ones it is missing. Never edit a released migration: add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Migration = Callable[[Any], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, named after the function."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_spans(con: Any) -> None:
+    con.execute(
+        """
+        CREATE TABLE spans (
+            project VARCHAR NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            span_id VARCHAR NOT NULL,
+            parent_span_id VARCHAR,
+            service VARCHAR,
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            otel_kind VARCHAR NOT NULL,
+            start_time TIMESTAMP NOT NULL,
+            end_time TIMESTAMP NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            status VARCHAR NOT NULL,
+            status_message VARCHAR,
+            operation VARCHAR,
+            provider VARCHAR,
+            model VARCHAR,
+            request_model VARCHAR,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cached_input_tokens BIGINT,
+            total_tokens BIGINT,
+            cost DOUBLE,
+            input_text VARCHAR,
+            output_text VARCHAR,
+            input_messages JSON,
+            output_messages JSON,
+            finish_reason VARCHAR,
+            session_id VARCHAR,
+            user_id VARCHAR,
+            release VARCHAR,
+            route VARCHAR,
+            environment VARCHAR,
+            scope VARCHAR,
+            attributes JSON,
+            resource_attributes JSON,
+            events JSON,
+            ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (project, trace_id, span_id)
+        )
+        """
+    )
+
+
+@migration
+def m002_projects_and_keys(con: Any) -> None:
+    con.execute(
+        """
+        CREATE TABLE projects (
+            name VARCHAR PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE api_keys (
+            key_id VARCHAR PRIMARY KEY,
+            project VARCHAR NOT NULL,
+            prefix VARCHAR NOT NULL,
+            key_hash VARCHAR NOT NULL UNIQUE,
+            created_at TIMESTAMP NOT NULL,
+            revoked BOOLEAN NOT NULL DEFAULT false
+        )
+        """
+    )

@@ -1,0 +1,61 @@
+"""Shared fixtures: a fresh store, the app in-process, OTLP request helpers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from assay import synthetic
+from assay.server import create_app
+from assay.settings import Settings
+from assay.store.duckdb import DuckDBStore
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+JSON_CT = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "assay.duckdb")
+
+
+# Storage tests are parametrized over every backend; DuckDB is the only one so far.
+@pytest.fixture(params=["duckdb"])
+def store(request: pytest.FixtureRequest, db_path: str) -> Iterator[DuckDBStore]:
+    st = DuckDBStore(db_path)
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def settings(db_path: str) -> Settings:
+    return Settings(db=db_path)
+
+
+@pytest.fixture
+async def app(settings: Settings, store: DuckDBStore) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, store=store)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:7800"
+    ) as c:
+        yield c
+
+
+def make_request_bytes(n_traces: int = 5, seed: int = 0) -> bytes:
+    """A protobuf OTLP body of ``n_traces`` synthetic traces (4 spans each)."""
+    rng = random.Random(seed)
+    spans = []
+    for i in range(n_traces):
+        spans.extend(synthetic.trace_spans(rng, 1_763_000_000 * 10**9 + i * 10**9, error_rate=0))
+    return synthetic.request(spans).SerializeToString()
