@@ -144,8 +144,9 @@ class Ingestor:
             if error is None:
                 self._written += new
                 self._batches += 1
-        log.debug("wrote %d spans (%d new) in %.1f ms", count, new,
-                  (time.perf_counter() - started) * 1e3)
+        log.debug(
+            "wrote %d spans (%d new) in %.1f ms", count, new, (time.perf_counter() - started) * 1e3
+        )
         for it in items:
             if error is None:
                 it.loop.call_soon_threadsafe(_resolve, it.future, len(it.spans), None)

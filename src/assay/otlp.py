@@ -8,7 +8,7 @@ verbatim in ``attributes`` so nothing the app sent is lost.
 from __future__ import annotations
 
 import base64
-import binascii
+import contextlib
 import json
 import re
 from collections.abc import Iterable
@@ -77,7 +77,9 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     try:
         return ExportTraceServiceRequest.FromString(body)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise OtlpDecodeError(f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}")
+        raise OtlpDecodeError(
+            f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}"
+        ) from None
 
 
 def _hex_ids_to_base64(obj: Any) -> None:
@@ -111,12 +113,14 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OtlpDecodeError(f"body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
-        raise OtlpDecodeError("OTLP/JSON body must be an object with \"resourceSpans\"")
+        raise OtlpDecodeError('OTLP/JSON body must be an object with "resourceSpans"')
     try:
         _hex_ids_to_base64(obj)
         return json_format.ParseDict(obj, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, AttributeError, TypeError) as exc:
-        raise OtlpDecodeError(f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}")
+        raise OtlpDecodeError(
+            f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}"
+        ) from None
 
 
 def response_body(result: DecodeResult, json_encoding: bool) -> bytes:
@@ -201,7 +205,9 @@ def _content_text(content: Any) -> str | None:
     return str(content)
 
 
-def _openinference_messages(attrs: dict[str, Any], pattern: re.Pattern[str]) -> list[dict[str, Any]]:
+def _openinference_messages(
+    attrs: dict[str, Any], pattern: re.Pattern[str]
+) -> list[dict[str, Any]]:
     by_index: dict[int, dict[str, Any]] = {}
     for key, value in attrs.items():
         if not key.startswith("llm."):
@@ -240,7 +246,9 @@ def _openinference_messages(attrs: dict[str, Any], pattern: re.Pattern[str]) -> 
     return out
 
 
-def _legacy_genai_messages(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _legacy_genai_messages(
+    attrs: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     found: dict[str, dict[int, dict[str, Any]]] = {"prompt": {}, "completion": {}}
     for key, value in attrs.items():
         if not (key.startswith("gen_ai.prompt.") or key.startswith("gen_ai.completion.")):
@@ -285,7 +293,9 @@ def _genai_json_messages(raw: Any) -> list[dict[str, Any]] | None:
     return out
 
 
-def _event_messages(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _event_messages(
+    events: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
     for ev in events:
@@ -294,12 +304,14 @@ def _event_messages(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
         if name in _GENAI_MESSAGE_EVENTS:
             content = attrs.get("content", attrs.get("gen_ai.event.content"))
             if isinstance(content, str) and name == "gen_ai.user.message" and content[:1] == "{":
-                try:
+                with contextlib.suppress(json.JSONDecodeError, AttributeError):
                     content = json.loads(content).get("content", content)
-                except (json.JSONDecodeError, AttributeError):
-                    pass
-            inputs.append({"role": attrs.get("role", _GENAI_MESSAGE_EVENTS[name]),
-                           "content": _content_text(content)})
+            inputs.append(
+                {
+                    "role": attrs.get("role", _GENAI_MESSAGE_EVENTS[name]),
+                    "content": _content_text(content),
+                }
+            )
         elif name == "gen_ai.choice":
             message = attrs.get("message")
             if isinstance(message, str):
@@ -350,8 +362,11 @@ def map_span(
 ) -> Span:
     """Map one decoded OTLP span (already validated) onto assay's schema."""
     events = [
-        {"name": ev.name, "time": _time(ev.time_unix_nano).isoformat(),
-         "attributes": attributes(ev.attributes)}
+        {
+            "name": ev.name,
+            "time": _time(ev.time_unix_nano).isoformat(),
+            "attributes": attributes(ev.attributes),
+        }
         for ev in sp.events
     ]
     operation = _first(attrs, "gen_ai.operation.name")
@@ -369,9 +384,15 @@ def map_span(
 
     input_messages: list[dict[str, Any]] | None = None
     output_messages: list[dict[str, Any]] | None = None
-    if "llm.input_messages.0.message.role" in attrs or "llm.input_messages.0.message.content" in attrs:
+    if (
+        "llm.input_messages.0.message.role" in attrs
+        or "llm.input_messages.0.message.content" in attrs
+    ):
         input_messages = _openinference_messages(attrs, _OI_INPUT)
-    if "llm.output_messages.0.message.role" in attrs or "llm.output_messages.0.message.content" in attrs:
+    if (
+        "llm.output_messages.0.message.role" in attrs
+        or "llm.output_messages.0.message.content" in attrs
+    ):
         output_messages = _openinference_messages(attrs, _OI_OUTPUT)
     if input_messages is None and "gen_ai.input.messages" in attrs:
         input_messages = _genai_json_messages(attrs["gen_ai.input.messages"])
@@ -389,10 +410,14 @@ def map_span(
         output_messages = output_messages or ev_out or None
 
     input_text = _str(attrs.get("input.value"))
-    if input_messages and (input_text is None or attrs.get("input.mime_type") == "application/json"):
+    if input_messages and (
+        input_text is None or attrs.get("input.mime_type") == "application/json"
+    ):
         input_text = _last_user_text(input_messages) or input_text
     output_text = _str(attrs.get("output.value"))
-    if output_messages and (output_text is None or attrs.get("output.mime_type") == "application/json"):
+    if output_messages and (
+        output_text is None or attrs.get("output.mime_type") == "application/json"
+    ):
         output_text = _assistant_text(output_messages) or output_text
 
     finish = attrs.get("gen_ai.response.finish_reasons")
@@ -401,13 +426,30 @@ def map_span(
     if finish is None and output_messages:
         finish = output_messages[-1].get("finish_reason")
 
-    input_tokens = _int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                               "llm.token_count.prompt"))
-    output_tokens = _int(_first(attrs, "gen_ai.usage.output_tokens",
-                                "gen_ai.usage.completion_tokens", "llm.token_count.completion"))
-    cached = _int(_first(attrs, "gen_ai.usage.cache_read.input_tokens",
-                         "gen_ai.usage.cache_read_input_tokens",
-                         "llm.token_count.prompt_details.cache_read"))
+    input_tokens = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+        )
+    )
+    output_tokens = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+        )
+    )
+    cached = _int(
+        _first(
+            attrs,
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "llm.token_count.prompt_details.cache_read",
+        )
+    )
     total = _int(attrs.get("llm.token_count.total"))
     if total is None and (input_tokens is not None or output_tokens is not None):
         total = (input_tokens or 0) + (output_tokens or 0)
@@ -445,13 +487,17 @@ def map_span(
         finish_reason=_str(finish),
         session_id=_str(_first(attrs, "session.id", "gen_ai.conversation.id")),
         user_id=_str(_first(attrs, "user.id", "enduser.id")),
-        release=_str(_first(attrs, "assay.release", "release")
-                     or _first(resource, "assay.release", "service.version")),
-        route=_str(_first(attrs, "assay.route", "http.route", "route")
-                   or resource.get("assay.route")),
-        environment=_str(_first(attrs, "deployment.environment.name", "deployment.environment")
-                         or _first(resource, "deployment.environment.name",
-                                   "deployment.environment")),
+        release=_str(
+            _first(attrs, "assay.release", "release")
+            or _first(resource, "assay.release", "service.version")
+        ),
+        route=_str(
+            _first(attrs, "assay.route", "http.route", "route") or resource.get("assay.route")
+        ),
+        environment=_str(
+            _first(attrs, "deployment.environment.name", "deployment.environment")
+            or _first(resource, "deployment.environment.name", "deployment.environment")
+        ),
         scope=scope,
         attributes=attrs,
         resource_attributes=resource,
@@ -498,7 +544,9 @@ def decode_request(
     return result
 
 
-def decode(body: bytes, json_encoding: bool, project: str, prices: PriceTable | None) -> DecodeResult:
+def decode(
+    body: bytes, json_encoding: bool, project: str, prices: PriceTable | None
+) -> DecodeResult:
     """Parse an OTLP body (protobuf or JSON) and map its spans."""
     request = parse_json(body) if json_encoding else parse_protobuf(body)
     return decode_request(request, project, prices)
@@ -515,5 +563,3 @@ __all__ = [
     "parse_protobuf",
     "response_body",
 ]
-
-_ = binascii  # binascii errors surface through bytes.fromhex as ValueError

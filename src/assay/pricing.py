@@ -87,14 +87,14 @@ class PriceTable:
         tin = input_tokens or 0
         cached = min(cached_input_tokens or 0, tin)
         cached_rate = p.input if p.cached_input is None else p.cached_input
-        usd = ((tin - cached) * p.input + cached * cached_rate + (output_tokens or 0) * p.output)
+        usd = (tin - cached) * p.input + cached * cached_rate + (output_tokens or 0) * p.output
         return usd / 1e6
 
 
 def _parse_models(data: Any, source: str) -> dict[str, Price]:
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise PriceTableError(
-            f"{source}: expected an object with a \"models\" mapping, e.g. "
+            f'{source}: expected an object with a "models" mapping, e.g. '
             '{"version": 1, "models": {"my-model": {"input": 1.0, "output": 2.0}}}'
         )
     version = data.get("version", PRICE_FORMAT_VERSION)

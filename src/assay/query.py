@@ -13,8 +13,16 @@ T = TypeVar("T")
 
 #: Fields aggregates can be grouped by (columns of the span schema).
 GROUP_FIELDS = (
-    "model", "service", "route", "release", "provider", "kind", "status", "name",
-    "environment", "operation",
+    "model",
+    "service",
+    "route",
+    "release",
+    "provider",
+    "kind",
+    "status",
+    "name",
+    "environment",
+    "operation",
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -28,15 +36,19 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
     """``30s``, ``5m``, ``1h``, ``7d``, ``2w`` → timedelta."""
     m = _DURATION.match(text)
     if m is None:
-        raise QueryError(f"{what} {text!r} is not a duration; use a number and a unit "
-                         "(s, m, h, d, w), e.g. 15m, 1h or 7d")
+        raise QueryError(
+            f"{what} {text!r} is not a duration; use a number and a unit "
+            "(s, m, h, d, w), e.g. 15m, 1h or 7d"
+        )
     value = float(m.group(1))
     if value <= 0:
         raise QueryError(f"{what} {text!r} must be positive")
     return timedelta(**{_UNITS[m.group(2)]: value})
 
 
-def parse_time(text: str | None, now: datetime | None = None, what: str = "time") -> datetime | None:
+def parse_time(
+    text: str | None, now: datetime | None = None, what: str = "time"
+) -> datetime | None:
     """ISO-8601 (naive means UTC), a Unix timestamp, ``now``, or a duration ago (``1h``)."""
     if text is None or text == "":
         return None
@@ -91,8 +103,10 @@ class SpanFilter:
 
     def __post_init__(self) -> None:
         if self.start and self.end and self.end <= self.start:
-            raise QueryError(f"end {self.end.isoformat()} is not after start "
-                             f"{self.start.isoformat()}; swap them or widen the range")
+            raise QueryError(
+                f"end {self.end.isoformat()} is not after start "
+                f"{self.start.isoformat()}; swap them or widen the range"
+            )
         if self.status is not None and self.status not in ("ok", "error", "unset"):
             raise QueryError(f"status {self.status!r} is not one of ok, error, unset")
         if self.trace_id is not None and not re.fullmatch(r"[0-9a-f]{32}", self.trace_id):
@@ -138,6 +152,7 @@ def check_group(group_by: str | None) -> str | None:
     if group_by in (None, "", "none"):
         return None
     if group_by not in GROUP_FIELDS:
-        raise QueryError(f"group_by {group_by!r} is not supported; use one of "
-                         + ", ".join(GROUP_FIELDS))
+        raise QueryError(
+            f"group_by {group_by!r} is not supported; use one of " + ", ".join(GROUP_FIELDS)
+        )
     return group_by

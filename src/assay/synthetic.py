@@ -17,13 +17,62 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-_WORDS = (
-    "account order refund shipping invoice password delivery billing subscription "
-    "upgrade cancel return warranty payment card address email login error page app "
-    "mobile desktop discount coupon plan premium basic support agent ticket status "
-    "tracking package carrier delay damaged missing item size color exchange policy "
-    "days receipt charge twice bank statement currency tax region store pickup"
-).split()
+_WORDS = [
+    "account",
+    "order",
+    "refund",
+    "shipping",
+    "invoice",
+    "password",
+    "delivery",
+    "billing",
+    "subscription",
+    "upgrade",
+    "cancel",
+    "return",
+    "warranty",
+    "payment",
+    "card",
+    "address",
+    "email",
+    "login",
+    "error",
+    "page",
+    "app",
+    "mobile",
+    "desktop",
+    "discount",
+    "coupon",
+    "plan",
+    "premium",
+    "basic",
+    "support",
+    "agent",
+    "ticket",
+    "status",
+    "tracking",
+    "package",
+    "carrier",
+    "delay",
+    "damaged",
+    "missing",
+    "item",
+    "size",
+    "color",
+    "exchange",
+    "policy",
+    "days",
+    "receipt",
+    "charge",
+    "twice",
+    "bank",
+    "statement",
+    "currency",
+    "tax",
+    "region",
+    "store",
+    "pickup",
+]
 MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "llama-3-70b-local")
 ROUTES = ("/chat", "/search", "/summarize")
 RELEASES = ("v1.4.0", "v1.5.0")
@@ -64,58 +113,117 @@ def trace_spans(rng: random.Random, start_ns: int, error_rate: float = 0.02) -> 
     answer = text(rng)
     t = start_ns
     spans = []
-    root = PbSpan(trace_id=trace_id, span_id=root_id, name=f"POST {route}", kind=PbSpan.SPAN_KIND_SERVER,
-                  start_time_unix_nano=t)
-    root.attributes.extend([
-        _kv("openinference.span.kind", "CHAIN"), _kv("input.value", question),
-        _kv("output.value", answer), _kv("http.route", route),
-        _kv("session.id", f"s{rng.randrange(5000)}"), _kv("user.id", f"u{rng.randrange(1000)}"),
-    ])
+    root = PbSpan(
+        trace_id=trace_id,
+        span_id=root_id,
+        name=f"POST {route}",
+        kind=PbSpan.SPAN_KIND_SERVER,
+        start_time_unix_nano=t,
+    )
+    root.attributes.extend(
+        [
+            _kv("openinference.span.kind", "CHAIN"),
+            _kv("input.value", question),
+            _kv("output.value", answer),
+            _kv("http.route", route),
+            _kv("session.id", f"s{rng.randrange(5000)}"),
+            _kv("user.id", f"u{rng.randrange(1000)}"),
+        ]
+    )
     spans.append(root)
-    retr = PbSpan(trace_id=trace_id, span_id=rng.getrandbits(64).to_bytes(8, "big"),
-                  parent_span_id=root_id, name="retrieve", start_time_unix_nano=t + 1_000_000)
+    retr = PbSpan(
+        trace_id=trace_id,
+        span_id=rng.getrandbits(64).to_bytes(8, "big"),
+        parent_span_id=root_id,
+        name="retrieve",
+        start_time_unix_nano=t + 1_000_000,
+    )
     retr.end_time_unix_nano = retr.start_time_unix_nano + int(rng.lognormvariate(17, 0.4))
-    retr.attributes.extend([_kv("openinference.span.kind", "RETRIEVER"), _kv("input.value", question[:120])])
+    retr.attributes.extend(
+        [_kv("openinference.span.kind", "RETRIEVER"), _kv("input.value", question[:120])]
+    )
     spans.append(retr)
     model = rng.choice(MODELS)
-    llm = PbSpan(trace_id=trace_id, span_id=rng.getrandbits(64).to_bytes(8, "big"),
-                 parent_span_id=root_id, name="ChatCompletion", kind=PbSpan.SPAN_KIND_CLIENT,
-                 start_time_unix_nano=retr.end_time_unix_nano)
+    llm = PbSpan(
+        trace_id=trace_id,
+        span_id=rng.getrandbits(64).to_bytes(8, "big"),
+        parent_span_id=root_id,
+        name="ChatCompletion",
+        kind=PbSpan.SPAN_KIND_CLIENT,
+        start_time_unix_nano=retr.end_time_unix_nano,
+    )
     llm.end_time_unix_nano = llm.start_time_unix_nano + int(rng.lognormvariate(20.5, 0.5))
     tin, tout = rng.randint(200, 1500), rng.randint(50, 400)
-    llm.attributes.extend([
-        _kv("openinference.span.kind", "LLM"), _kv("llm.model_name", model),
-        _kv("llm.provider", "openai"), _kv("llm.token_count.prompt", tin),
-        _kv("llm.token_count.completion", tout), _kv("llm.token_count.total", tin + tout),
-        _kv("llm.input_messages.0.message.role", "system"),
-        _kv("llm.input_messages.0.message.content", "You are a helpful support agent."),
-        _kv("llm.input_messages.1.message.role", "user"),
-        _kv("llm.input_messages.1.message.content", question),
-        _kv("llm.output_messages.0.message.role", "assistant"),
-        _kv("llm.output_messages.0.message.content", answer),
-        _kv("input.value", json.dumps({"messages": [{"role": "user", "content": question}]})),
-        _kv("input.mime_type", "application/json"),
-        _kv("output.value", answer),
-    ])
+    llm.attributes.extend(
+        [
+            _kv("openinference.span.kind", "LLM"),
+            _kv("llm.model_name", model),
+            _kv("llm.provider", "openai"),
+            _kv("llm.token_count.prompt", tin),
+            _kv("llm.token_count.completion", tout),
+            _kv("llm.token_count.total", tin + tout),
+            _kv("llm.input_messages.0.message.role", "system"),
+            _kv("llm.input_messages.0.message.content", "You are a helpful support agent."),
+            _kv("llm.input_messages.1.message.role", "user"),
+            _kv("llm.input_messages.1.message.content", question),
+            _kv("llm.output_messages.0.message.role", "assistant"),
+            _kv("llm.output_messages.0.message.content", answer),
+            _kv("input.value", json.dumps({"messages": [{"role": "user", "content": question}]})),
+            _kv("input.mime_type", "application/json"),
+            _kv("output.value", answer),
+        ]
+    )
     if rng.random() < error_rate:
         llm.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message="rate limited"))
     spans.append(llm)
-    judge = PbSpan(trace_id=trace_id, span_id=rng.getrandbits(64).to_bytes(8, "big"),
-                   parent_span_id=root_id, name="chat gpt-4o-mini", kind=PbSpan.SPAN_KIND_CLIENT,
-                   start_time_unix_nano=llm.end_time_unix_nano)
+    judge = PbSpan(
+        trace_id=trace_id,
+        span_id=rng.getrandbits(64).to_bytes(8, "big"),
+        parent_span_id=root_id,
+        name="chat gpt-4o-mini",
+        kind=PbSpan.SPAN_KIND_CLIENT,
+        start_time_unix_nano=llm.end_time_unix_nano,
+    )
     judge.end_time_unix_nano = judge.start_time_unix_nano + int(rng.lognormvariate(19.5, 0.4))
-    judge.attributes.extend([
-        _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.provider.name", "openai"),
-        _kv("gen_ai.request.model", "gpt-4o-mini"),
-        _kv("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
-        _kv("gen_ai.usage.input_tokens", rng.randint(100, 600)),
-        _kv("gen_ai.usage.output_tokens", rng.randint(5, 60)),
-        _kv("gen_ai.response.finish_reasons", ["stop"]),
-        _kv("gen_ai.input.messages", json.dumps(
-            [{"role": "user", "parts": [{"type": "text", "content": "Is this answer helpful? " + answer[:200]}]}])),
-        _kv("gen_ai.output.messages", json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": "yes"}], "finish_reason": "stop"}])),
-    ])
+    judge.attributes.extend(
+        [
+            _kv("gen_ai.operation.name", "chat"),
+            _kv("gen_ai.provider.name", "openai"),
+            _kv("gen_ai.request.model", "gpt-4o-mini"),
+            _kv("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
+            _kv("gen_ai.usage.input_tokens", rng.randint(100, 600)),
+            _kv("gen_ai.usage.output_tokens", rng.randint(5, 60)),
+            _kv("gen_ai.response.finish_reasons", ["stop"]),
+            _kv(
+                "gen_ai.input.messages",
+                json.dumps(
+                    [
+                        {
+                            "role": "user",
+                            "parts": [
+                                {
+                                    "type": "text",
+                                    "content": "Is this answer helpful? " + answer[:200],
+                                }
+                            ],
+                        }
+                    ]
+                ),
+            ),
+            _kv(
+                "gen_ai.output.messages",
+                json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": "yes"}],
+                            "finish_reason": "stop",
+                        }
+                    ]
+                ),
+            ),
+        ]
+    )
     spans.append(judge)
     root.end_time_unix_nano = judge.end_time_unix_nano + 500_000
     return spans
@@ -127,10 +235,13 @@ def request(
     """Wrap spans in an ExportTraceServiceRequest with one resource and scope."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    rs.resource.attributes.extend([
-        _kv("service.name", service), _kv("service.version", release),
-        _kv("deployment.environment.name", "production"),
-    ])
+    rs.resource.attributes.extend(
+        [
+            _kv("service.name", service),
+            _kv("service.version", release),
+            _kv("deployment.environment.name", "production"),
+        ]
+    )
     ss = rs.scope_spans.add()
     ss.scope.name = "assay.synthetic"
     ss.spans.extend(spans)
@@ -138,7 +249,10 @@ def request(
 
 
 def batches(
-    n_spans: int, batch_size: int, seed: int = 0, start_ns: int = 1_763_000_000 * 10**9,
+    n_spans: int,
+    batch_size: int,
+    seed: int = 0,
+    start_ns: int = 1_763_000_000 * 10**9,
     step_ns: int = 50_000_000,
 ) -> Iterator[ExportTraceServiceRequest]:
     """Requests of ``batch_size`` spans (whole traces) until ``n_spans`` are produced."""

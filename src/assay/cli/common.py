@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import httpx
@@ -61,9 +61,10 @@ def connect(settings: Settings) -> Iterator[httpx.Client]:
     from assay.store import StoreError
 
     try:
-        with TestClient(create_app(settings.with_(host="127.0.0.1")), base_url="http://local",
-                        headers=headers) as local:
-            yield local
+        with TestClient(
+            create_app(settings.with_(host="127.0.0.1")), base_url="http://local", headers=headers
+        ) as local:
+            yield cast(httpx.Client, local)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -83,8 +84,9 @@ def check(response: httpx.Response) -> Any:
 
 def output_options(fn: F) -> F:
     """``--json`` on every listing command."""
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print JSON instead of a table.")(fn)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        fn
+    )
 
 
 def print_json(data: Any) -> None:
@@ -106,14 +108,20 @@ def filter_options(fn: F) -> F:
     """The query API's span filters as options."""
     options = [
         click.option("--project", help="Project to read (admin / loopback only)."),
-        click.option("--since", "start", help="Start: ISO-8601, Unix seconds or a duration "
-                     "ago such as 24h."),
+        click.option(
+            "--since", "start", help="Start: ISO-8601, Unix seconds or a duration ago such as 24h."
+        ),
         click.option("--until", "end", help="End (same forms as --since)."),
-        click.option("--model"), click.option("--provider"), click.option("--service"),
-        click.option("--route"), click.option("--release"), click.option("--environment"),
+        click.option("--model"),
+        click.option("--provider"),
+        click.option("--service"),
+        click.option("--route"),
+        click.option("--release"),
+        click.option("--environment"),
         click.option("--kind", help="llm, chain, tool, retriever, embedding, agent …"),
         click.option("--status", type=click.Choice(["ok", "error", "unset"])),
-        click.option("--session-id"), click.option("--user-id"),
+        click.option("--session-id"),
+        click.option("--user-id"),
         click.option("--min-duration-ms", type=float),
         click.option("--min-cost", type=float, help="USD."),
         click.option("--search", "q", help="Case-insensitive text in input or output."),
@@ -126,9 +134,24 @@ def filter_options(fn: F) -> F:
 
 def filter_params(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Query parameters from the filter options that were given."""
-    names = ("project", "start", "end", "model", "provider", "service", "route", "release",
-             "environment", "kind", "status", "session_id", "user_id", "min_duration_ms",
-             "min_cost", "q")
+    names = (
+        "project",
+        "start",
+        "end",
+        "model",
+        "provider",
+        "service",
+        "route",
+        "release",
+        "environment",
+        "kind",
+        "status",
+        "session_id",
+        "user_id",
+        "min_duration_ms",
+        "min_cost",
+        "q",
+    )
     params: dict[str, Any] = {n: kwargs.pop(n) for n in names if kwargs.get(n) is not None}
     for n in names:
         kwargs.pop(n, None)

@@ -38,8 +38,9 @@ def list_projects(as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table("projects", ["name", "created (UTC)"], [[r["name"], r["created_at"][:19]]
-                                                        for r in rows])
+    print_table(
+        "projects", ["name", "created (UTC)"], [[r["name"], r["created_at"][:19]] for r in rows]
+    )
 
 
 @click.group()
@@ -53,8 +54,9 @@ def create_key(project: str) -> None:
     """Create a key for PROJECT (created if missing). The secret is shown once."""
     with connect(settings_from_env()) as client:
         key = check(client.post(f"/api/v1/projects/{project}/keys"))
-    console.print(f"key {key['key_id']} for project {key['project']} (shown once, store it):",
-                  highlight=False)
+    console.print(
+        f"key {key['key_id']} for project {key['project']} (shown once, store it):", highlight=False
+    )
     click.echo(key["secret"])
 
 
@@ -68,9 +70,20 @@ def list_keys(project: str | None, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table("keys", ["key_id", "project", "prefix", "created (UTC)", "revoked"],
-                [[r["key_id"], r["project"], r["prefix"] + "…", r["created_at"][:19],
-                  "yes" if r["revoked"] else ""] for r in rows])
+    print_table(
+        "keys",
+        ["key_id", "project", "prefix", "created (UTC)", "revoked"],
+        [
+            [
+                r["key_id"],
+                r["project"],
+                r["prefix"] + "…",
+                r["created_at"][:19],
+                "yes" if r["revoked"] else "",
+            ]
+            for r in rows
+        ],
+    )
 
 
 @keys.command("revoke")

@@ -8,27 +8,38 @@ from assay.cli.common import err_console, settings_from_env
 
 
 @click.command()
-@click.option("--host", envvar="ASSAY_HOST", default=None,
-              help="Address to bind [default: 127.0.0.1]. Anything but loopback requires "
-                   "API keys.")
-@click.option("--port", envvar="ASSAY_PORT", type=int, default=None,
-              help="Port [default: 7800].")
-@click.option("--db", envvar="ASSAY_DB", default=None,
-              help="DuckDB file [default: ./assay.duckdb].")
-@click.option("--prices", envvar="ASSAY_PRICES", default=None,
-              help="JSON price file that extends/overrides the shipped table.")
-@click.option("--log-level", envvar="ASSAY_LOG_LEVEL", default=None,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(host: str | None, port: int | None, db: str | None, prices: str | None,
-          log_level: str | None) -> None:
+@click.option(
+    "--host",
+    envvar="ASSAY_HOST",
+    default=None,
+    help="Address to bind [default: 127.0.0.1]. Anything but loopback requires API keys.",
+)
+@click.option("--port", envvar="ASSAY_PORT", type=int, default=None, help="Port [default: 7800].")
+@click.option(
+    "--db", envvar="ASSAY_DB", default=None, help="DuckDB file [default: ./assay.duckdb]."
+)
+@click.option(
+    "--prices",
+    envvar="ASSAY_PRICES",
+    default=None,
+    help="JSON price file that extends/overrides the shipped table.",
+)
+@click.option(
+    "--log-level",
+    envvar="ASSAY_LOG_LEVEL",
+    default=None,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def serve(
+    host: str | None, port: int | None, db: str | None, prices: str | None, log_level: str | None
+) -> None:
     """Run the OTLP collector (POST /v1/traces) and the query API (/api/v1, /docs)."""
     import uvicorn
 
     from assay.server import create_app
     from assay.store import StoreError
 
-    settings = settings_from_env(host=host, port=port, db=db, prices=prices,
-                                 log_level=log_level)
+    settings = settings_from_env(host=host, port=port, db=db, prices=prices, log_level=log_level)
     try:
         from assay.pricing import PriceTableError, load_prices
 
@@ -38,17 +49,25 @@ def serve(host: str | None, port: int | None, db: str | None, prices: str | None
     from assay.store import open_store
 
     try:
-        store = open_store(settings.db, memory_limit=settings.duckdb_memory_limit,
-                           threads=settings.duckdb_threads)
+        store = open_store(
+            settings.db, memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads
+        )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     app = create_app(settings, store=store, prices=table)
     where = f"http://{settings.host}:{settings.port}"
-    err_console.print(f"assay: database {settings.db}; OTLP at {where}/v1/traces; API docs "
-                      f"at {where}/docs" + ("" if settings.loopback else
-                                            " (API keys required: non-loopback bind)"))
+    err_console.print(
+        f"assay: database {settings.db}; OTLP at {where}/v1/traces; API docs "
+        f"at {where}/docs"
+        + ("" if settings.loopback else " (API keys required: non-loopback bind)")
+    )
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                    access_log=False)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
     finally:
         store.close()

@@ -43,12 +43,33 @@ def list_traces(limit: int, cursor: str | None, as_json: bool, **kwargs: Any) ->
         return
     print_table(
         "traces",
-        ["start (UTC)", "trace_id", "name", "service", "spans", "errors", "ms", "tokens",
-         "cost", "models"],
-        [[t["start_time"][:19].replace("T", " "), t["trace_id"], t["name"], t["service"],
-          t["span_count"], t["error_count"] or "", fmt_ms(t["duration_ms"]),
-          (t["input_tokens"] or 0) + (t["output_tokens"] or 0) or "", fmt_usd(t["cost"]),
-          ", ".join(t["models"])] for t in page["items"]],
+        [
+            "start (UTC)",
+            "trace_id",
+            "name",
+            "service",
+            "spans",
+            "errors",
+            "ms",
+            "tokens",
+            "cost",
+            "models",
+        ],
+        [
+            [
+                t["start_time"][:19].replace("T", " "),
+                t["trace_id"],
+                t["name"],
+                t["service"],
+                t["span_count"],
+                t["error_count"] or "",
+                fmt_ms(t["duration_ms"]),
+                (t["input_tokens"] or 0) + (t["output_tokens"] or 0) or "",
+                fmt_usd(t["cost"]),
+                ", ".join(t["models"]),
+            ]
+            for t in page["items"]
+        ],
     )
     if page["next_cursor"]:
         console.print(f"more: --cursor {page['next_cursor']}")
@@ -88,8 +109,9 @@ def show_trace(trace_id: str, project: str | None, as_json: bool) -> None:
         for child in node["children"]:
             walk(child, depth + 1)
 
-    console.print(f"trace {trace['trace_id']} ({len(trace['spans'])} spans, project "
-                  f"{trace['project']})")
+    console.print(
+        f"trace {trace['trace_id']} ({len(trace['spans'])} spans, project {trace['project']})"
+    )
     for root in trace["roots"]:
         walk(root, 0)
 
@@ -97,12 +119,15 @@ def show_trace(trace_id: str, project: str | None, as_json: bool) -> None:
 @click.command()
 @filter_options
 @click.option("--bucket", help="Time bucket width such as 5m, 1h, 1d; omit for totals.")
-@click.option("--group-by", help="model, service, route, release, provider, kind, status, "
-              "name, environment or operation.")
+@click.option(
+    "--group-by",
+    help="model, service, route, release, provider, kind, status, name, environment or operation.",
+)
 @click.option("--all-kinds", is_flag=True, help="Count every span, not only LLM calls.")
 @output_options
-def stats(bucket: str | None, group_by: str | None, all_kinds: bool, as_json: bool,
-          **kwargs: Any) -> None:
+def stats(
+    bucket: str | None, group_by: str | None, all_kinds: bool, as_json: bool, **kwargs: Any
+) -> None:
     """Calls, error rate, latency p50/p95/p99, tokens and cost (LLM calls by default)."""
     params = filter_params(kwargs)
     if bucket:
@@ -116,9 +141,22 @@ def stats(bucket: str | None, group_by: str | None, all_kinds: bool, as_json: bo
     if as_json:
         print_json(result)
         return
-    columns = (["bucket (UTC)"] if bucket else []) + ([group_by] if group_by else []) + [
-        "calls", "errors", "error %", "p50 ms", "p95 ms", "p99 ms", "tokens in", "tokens out",
-        "cost", "unpriced"]
+    columns = (
+        (["bucket (UTC)"] if bucket else [])
+        + ([group_by] if group_by else [])
+        + [
+            "calls",
+            "errors",
+            "error %",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "tokens in",
+            "tokens out",
+            "cost",
+            "unpriced",
+        ]
+    )
     rows = []
     for r in result["rows"]:
         row: list[Any] = []
@@ -126,9 +164,18 @@ def stats(bucket: str | None, group_by: str | None, all_kinds: bool, as_json: bo
             row.append((r["bucket"] or "")[:16].replace("T", " "))
         if group_by:
             row.append(r["group"] if r["group"] is not None else "(none)")
-        row += [r["calls"], r["errors"], f"{100 * r['error_rate']:.1f}", fmt_ms(r["p50_ms"]),
-                fmt_ms(r["p95_ms"]), fmt_ms(r["p99_ms"]), f"{r['input_tokens']:,}",
-                f"{r['output_tokens']:,}", fmt_usd(r["cost"]), r["unpriced_calls"] or ""]
+        row += [
+            r["calls"],
+            r["errors"],
+            f"{100 * r['error_rate']:.1f}",
+            fmt_ms(r["p50_ms"]),
+            fmt_ms(r["p95_ms"]),
+            fmt_ms(r["p99_ms"]),
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            fmt_usd(r["cost"]),
+            r["unpriced_calls"] or "",
+        ]
         rows.append(row)
     print_table("stats", columns, rows)
     if any(r["unpriced_calls"] for r in result["rows"]):
@@ -150,15 +197,28 @@ def unpriced(as_json: bool, **kwargs: Any) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table("models without a price", ["model", "provider", "spans", "tokens in",
-                                            "tokens out", "last seen"],
-                [[r["model"], r["provider"], r["spans"], r["input_tokens"], r["output_tokens"],
-                  r["last_seen"][:19]] for r in rows])
+    print_table(
+        "models without a price",
+        ["model", "provider", "spans", "tokens in", "tokens out", "last seen"],
+        [
+            [
+                r["model"],
+                r["provider"],
+                r["spans"],
+                r["input_tokens"],
+                r["output_tokens"],
+                r["last_seen"][:19],
+            ]
+            for r in rows
+        ],
+    )
     if rows:
-        console.print('Add them to a JSON file {"version": 1, "models": {"NAME": {"input": '
-                      'USD_PER_1M, "output": USD_PER_1M}}} and start the server with '
-                      "ASSAY_PRICES=that-file; stored spans are priced at startup.",
-                      markup=False)
+        console.print(
+            'Add them to a JSON file {"version": 1, "models": {"NAME": {"input": '
+            'USD_PER_1M, "output": USD_PER_1M}}} and start the server with '
+            "ASSAY_PRICES=that-file; stored spans are priced at startup.",
+            markup=False,
+        )
 
 
 @models.command("prices")
@@ -170,5 +230,8 @@ def prices(as_json: bool) -> None:
     if as_json:
         print_json(table)
         return
-    print_table("prices (USD per 1M tokens)", ["model", "input", "cached input", "output"],
-                [[m, p["input"], p["cached_input"], p["output"]] for m, p in table.items()])
+    print_table(
+        "prices (USD per 1M tokens)",
+        ["model", "input", "cached input", "output"],
+        [[m, p["input"], p["cached_input"], p["output"]] for m, p in table.items()],
+    )

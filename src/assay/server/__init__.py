@@ -16,7 +16,7 @@ from assay.ingest import Ingestor
 from assay.keys import InvalidNameError, KeyRing
 from assay.pricing import PriceTable, load_prices
 from assay.query import QueryError
-from assay.server.auth import AuthError, Authenticator
+from assay.server.auth import Authenticator, AuthError
 from assay.settings import Settings
 from assay.store import Store, open_store
 
@@ -32,17 +32,27 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
-        st = store if store is not None else open_store(
-            settings.db, memory_limit=settings.duckdb_memory_limit,
-            threads=settings.duckdb_threads)
+        st = (
+            store
+            if store is not None
+            else open_store(
+                settings.db,
+                memory_limit=settings.duckdb_memory_limit,
+                threads=settings.duckdb_threads,
+            )
+        )
         table = prices if prices is not None else load_prices(settings.prices)
         st.create_project(settings.default_project)
         repriced = await asyncio.to_thread(st.reprice, table)
         if repriced:
             log.info("priced %d stored spans whose model gained a price", repriced)
         keys = KeyRing(st)
-        ingestor = Ingestor(st, settings.max_pending_spans, settings.writer_batch_spans,
-                            settings.retry_after_seconds)
+        ingestor = Ingestor(
+            st,
+            settings.max_pending_spans,
+            settings.writer_batch_spans,
+            settings.retry_after_seconds,
+        )
         ingestor.start()
         app.state.settings = settings
         app.state.store = st
@@ -87,8 +97,13 @@ def create_app(
     @app.get("/healthz", summary="Liveness and ingest queue state")
     def healthz(request: Request) -> dict[str, Any]:
         stats = request.app.state.ingestor.stats
-        return {"status": "ok", "version": __version__, "pending_spans": stats.pending_spans,
-                "written_spans": stats.written_spans, "rejected_requests": stats.rejected_requests}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "pending_spans": stats.pending_spans,
+            "written_spans": stats.written_spans,
+            "rejected_requests": stats.rejected_requests,
+        }
 
     return app
 

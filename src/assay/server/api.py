@@ -26,17 +26,21 @@ StoreDep = Annotated[Store, Depends(_store)]
 
 def span_filter(
     request: Request,
-    project: Annotated[str | None, Query(description="Project to read (admins only; "
-                                         "a key reads its own project)")] = None,
-    start: Annotated[str | None, Query(description="From this time: ISO-8601, Unix "
-                                       "seconds, or a duration ago such as 24h")] = None,
+    project: Annotated[
+        str | None, Query(description="Project to read (admins only; a key reads its own project)")
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(description="From this time: ISO-8601, Unix seconds, or a duration ago such as 24h"),
+    ] = None,
     end: Annotated[str | None, Query(description="Before this time (same forms as start)")] = None,
     model: str | None = None,
     provider: str | None = None,
     service: str | None = None,
     name: Annotated[str | None, Query(description="Span name")] = None,
-    kind: Annotated[str | None, Query(description="llm, chain, tool, retriever, "
-                                      "embedding, agent, span …")] = None,
+    kind: Annotated[
+        str | None, Query(description="llm, chain, tool, retriever, embedding, agent, span …")
+    ] = None,
     status: Annotated[str | None, Query(description="ok, error or unset")] = None,
     route: str | None = None,
     release: str | None = None,
@@ -45,26 +49,42 @@ def span_filter(
     user_id: str | None = None,
     min_duration_ms: Annotated[float | None, Query(ge=0)] = None,
     min_cost: Annotated[float | None, Query(ge=0, description="USD")] = None,
-    q: Annotated[str | None, Query(description="Case-insensitive text in input or output",
-                                   max_length=500)] = None,
-    attr: Annotated[list[str] | None, Query(description="Attribute equality, key=value "
-                                            "(repeatable)")] = None,
+    q: Annotated[
+        str | None, Query(description="Case-insensitive text in input or output", max_length=500)
+    ] = None,
+    attr: Annotated[
+        list[str] | None, Query(description="Attribute equality, key=value (repeatable)")
+    ] = None,
 ) -> SpanFilter:
     """The filters every listing and aggregate accepts."""
     attributes: dict[str, str] = {}
     for item in attr or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise HTTPException(400, f"attr {item!r} must look like key=value, "
-                                     "e.g. attr=gen_ai.request.model=gpt-4o")
+            raise HTTPException(
+                400,
+                f"attr {item!r} must look like key=value, e.g. attr=gen_ai.request.model=gpt-4o",
+            )
         attributes[key] = value
     return SpanFilter(
         project=request.app.state.auth.project_for(request, project),
-        start=parse_time(start, what="start"), end=parse_time(end, what="end"),
-        model=model, provider=provider, service=service, name=name, kind=kind,
-        status=status, route=route, release=release, environment=environment,
-        session_id=session_id, user_id=user_id, min_duration_ms=min_duration_ms,
-        min_cost=min_cost, text=q or None, attributes=attributes,
+        start=parse_time(start, what="start"),
+        end=parse_time(end, what="end"),
+        model=model,
+        provider=provider,
+        service=service,
+        name=name,
+        kind=kind,
+        status=status,
+        route=route,
+        release=release,
+        environment=environment,
+        session_id=session_id,
+        user_id=user_id,
+        min_duration_ms=min_duration_ms,
+        min_cost=min_cost,
+        text=q or None,
+        attributes=attributes,
     )
 
 
@@ -110,13 +130,23 @@ class StatsResult:
 
 def _tree(spans: list[Span]) -> list[dict[str, Any]]:
     """Nested {span_id, name, children} nodes; orphans (parent not received) become roots."""
-    nodes = {s.span_id: {"span_id": s.span_id, "name": s.name, "kind": s.kind,
-                         "start_time": s.start_time.isoformat(), "duration_ms": s.duration_ms,
-                         "status": s.status, "children": []} for s in spans}
-    roots = []
+    nodes: dict[str, dict[str, Any]] = {
+        s.span_id: {
+            "span_id": s.span_id,
+            "name": s.name,
+            "kind": s.kind,
+            "start_time": s.start_time.isoformat(),
+            "duration_ms": s.duration_ms,
+            "status": s.status,
+            "children": [],
+        }
+        for s in spans
+    }
+    roots: list[dict[str, Any]] = []
     for s in spans:
         parent = nodes.get(s.parent_span_id) if s.parent_span_id else None
-        (parent["children"] if parent is not None else roots).append(nodes[s.span_id])
+        siblings: list[dict[str, Any]] = parent["children"] if parent is not None else roots
+        siblings.append(nodes[s.span_id])
     return roots
 
 
@@ -134,10 +164,15 @@ def list_traces(store: StoreDep, flt: FilterDep, limit: Limit = 50, cursor: Curs
     return TracePage(page.items, page.next_cursor)
 
 
-@router.get("/traces/{trace_id}", response_model=TraceTree, summary="One trace as a span tree",
-            responses={404: {"description": "No such trace in this project"}})
-def get_trace(trace_id: str, request: Request, store: StoreDep,
-              project: Annotated[str | None, Query()] = None) -> Any:
+@router.get(
+    "/traces/{trace_id}",
+    response_model=TraceTree,
+    summary="One trace as a span tree",
+    responses={404: {"description": "No such trace in this project"}},
+)
+def get_trace(
+    trace_id: str, request: Request, store: StoreDep, project: Annotated[str | None, Query()] = None
+) -> Any:
     """Every span of a trace, plus the parent/child tree."""
     proj = request.app.state.auth.project_for(request, project)
     tid = trace_id.lower()
@@ -148,18 +183,28 @@ def get_trace(trace_id: str, request: Request, store: StoreDep,
     return TraceTree(tid, proj, spans, _tree(spans))
 
 
-@router.get("/stats", response_model=StatsResult,
-            summary="Calls, errors, latency percentiles, tokens and cost over time")
+@router.get(
+    "/stats",
+    response_model=StatsResult,
+    summary="Calls, errors, latency percentiles, tokens and cost over time",
+)
 def stats(
     store: StoreDep,
     flt: FilterDep,
-    bucket: Annotated[str | None, Query(description="Bucket width such as 5m, 1h, 1d; "
-                                        "omit for totals")] = None,
-    group_by: Annotated[str | None, Query(description="model, service, route, release, "
-                                          "provider, kind, status, name, environment, "
-                                          "operation")] = None,
-    all_kinds: Annotated[bool, Query(description="Count every span, not only LLM calls "
-                                     "(kind=llm is the default)")] = False,
+    bucket: Annotated[
+        str | None, Query(description="Bucket width such as 5m, 1h, 1d; omit for totals")
+    ] = None,
+    group_by: Annotated[
+        str | None,
+        Query(
+            description="model, service, route, release, "
+            "provider, kind, status, name, environment, "
+            "operation"
+        ),
+    ] = None,
+    all_kinds: Annotated[
+        bool, Query(description="Count every span, not only LLM calls (kind=llm is the default)")
+    ] = False,
 ) -> Any:
     """Aggregates over LLM calls (or the given kind, or every span with all_kinds)."""
     if flt.kind is None and not all_kinds:
@@ -169,8 +214,11 @@ def stats(
     return StatsResult(bucket, group, store.aggregate(flt, width, group))
 
 
-@router.get("/models/unpriced", response_model=list[UnpricedModel],
-            summary="Models seen with tokens but no price")
+@router.get(
+    "/models/unpriced",
+    response_model=list[UnpricedModel],
+    summary="Models seen with tokens but no price",
+)
 def unpriced(store: StoreDep, flt: FilterDep) -> Any:
     """Add these to a price file (ASSAY_PRICES) to get their cost."""
     return store.unpriced_models(flt)
@@ -180,8 +228,12 @@ def unpriced(store: StoreDep, flt: FilterDep) -> Any:
 def prices(request: Request) -> dict[str, Any]:
     """Every priced model."""
     table = request.app.state.prices
-    return {"models": {k: {"input": p.input, "output": p.output, "cached_input": p.cached_input}
-                       for k, p in sorted(table.models.items())}}
+    return {
+        "models": {
+            k: {"input": p.input, "output": p.output, "cached_input": p.cached_input}
+            for k, p in sorted(table.models.items())
+        }
+    }
 
 
 class ProjectIn(BaseModel):
@@ -206,16 +258,21 @@ def list_projects(request: Request, store: StoreDep) -> Any:
     return store.list_projects()
 
 
-@router.post("/projects", response_model=Project, status_code=201,
-             summary="Create a project (admin)")
+@router.post(
+    "/projects", response_model=Project, status_code=201, summary="Create a project (admin)"
+)
 def create_project(body: ProjectIn, request: Request, store: StoreDep) -> Any:
     """Create a project; idempotent."""
     request.app.state.auth.require_admin(request)
     return store.create_project(check_project_name(body.name))
 
 
-@router.post("/projects/{name}/keys", response_model=KeyOut, status_code=201,
-             summary="Create an API key for a project (admin)")
+@router.post(
+    "/projects/{name}/keys",
+    response_model=KeyOut,
+    status_code=201,
+    summary="Create an API key for a project (admin)",
+)
 def new_key(name: str, request: Request, store: StoreDep) -> Any:
     """A new key; the secret is in this response only."""
     request.app.state.auth.require_admin(request)

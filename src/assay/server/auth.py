@@ -54,13 +54,18 @@ class Authenticator:
                 return Caller(self.settings.default_project, admin=True)
             key = self.keys.lookup(secret)
             if key is None:
-                raise AuthError(401, "API key is unknown or revoked; create one with "
-                                     "`assay keys create PROJECT`")
+                raise AuthError(
+                    401,
+                    "API key is unknown or revoked; create one with `assay keys create PROJECT`",
+                )
             return Caller(key.project, admin=False)
         if self.settings.require_keys:
-            raise AuthError(401, "this server listens beyond loopback and requires an API key: "
-                                 "send `Authorization: Bearer <key>` (create one with "
-                                 "`assay keys create PROJECT`)")
+            raise AuthError(
+                401,
+                "this server listens beyond loopback and requires an API key: "
+                "send `Authorization: Bearer <key>` (create one with "
+                "`assay keys create PROJECT`)",
+            )
         return Caller(self.settings.default_project, admin=True)
 
     def project_for(self, request: Request, requested: str | None) -> str:
@@ -69,14 +74,20 @@ class Authenticator:
         if requested is None or requested == caller.project:
             return caller.project
         if not caller.admin:
-            raise AuthError(403, f"this API key belongs to project {caller.project!r} and "
-                                 f"cannot read project {requested!r}")
+            raise AuthError(
+                403,
+                f"this API key belongs to project {caller.project!r} and "
+                f"cannot read project {requested!r}",
+            )
         return requested
 
     def require_admin(self, request: Request) -> Caller:
         """The caller, if it may manage projects and keys."""
         caller = self.caller(request)
         if not caller.admin:
-            raise AuthError(403, "managing projects and keys needs the admin key "
-                                 "(ASSAY_ADMIN_KEY) or a loopback request without a key")
+            raise AuthError(
+                403,
+                "managing projects and keys needs the admin key "
+                "(ASSAY_ADMIN_KEY) or a loopback request without a key",
+            )
         return caller

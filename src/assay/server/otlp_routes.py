@@ -33,14 +33,16 @@ class _TooLarge(Exception):
     pass
 
 
-def _status_response(code: int, message: str, json_encoding: bool,
-                     headers: dict[str, str] | None = None) -> Response:
+def _status_response(
+    code: int, message: str, json_encoding: bool, headers: dict[str, str] | None = None
+) -> Response:
     # gRPC code in the body: 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE …
     grpc = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 503: 14, 429: 8}.get(code, 2)
     status = Status(code=grpc, message=message)
     if json_encoding:
-        return Response(json_format.MessageToJson(status, indent=None), code,
-                        media_type=JSON, headers=headers)
+        return Response(
+            json_format.MessageToJson(status, indent=None), code, media_type=JSON, headers=headers
+        )
     return Response(status.SerializeToString(), code, media_type=PROTOBUF, headers=headers)
 
 
@@ -99,8 +101,10 @@ async def export_traces(request: Request) -> Response:
     json_encoding = ctype == JSON
     if ctype not in (PROTOBUF, JSON):
         return _status_response(
-            415, f"Content-Type {ctype or '(none)'!r} is not supported; send "
-            f"{PROTOBUF} or {JSON}", json_encoding)
+            415,
+            f"Content-Type {ctype or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}",
+            json_encoding,
+        )
     try:
         caller: Caller = request.app.state.auth.caller(request)
     except AuthError as exc:
@@ -108,22 +112,26 @@ async def export_traces(request: Request) -> Response:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
         return _status_response(
-            415, f"Content-Encoding {encoding!r} is not supported; use gzip or none",
-            json_encoding)
+            415, f"Content-Encoding {encoding!r} is not supported; use gzip or none", json_encoding
+        )
     limits: asyncio.Semaphore = request.app.state.decode_slots
     async with limits:
         try:
             body = await _read_body(request, settings.max_body_bytes, encoding == "gzip")
         except _TooLarge:
             return _status_response(
-                413, f"request body exceeds {settings.max_body_bytes} bytes after "
-                "decompression; send smaller batches", json_encoding)
+                413,
+                f"request body exceeds {settings.max_body_bytes} bytes after "
+                "decompression; send smaller batches",
+                json_encoding,
+            )
         except zlib.error as exc:
             return _status_response(400, f"body is not valid gzip: {exc}", json_encoding)
         prices: PriceTable = request.app.state.prices
         try:
             result: DecodeResult = await anyio.to_thread.run_sync(
-                decode, body, json_encoding, caller.project, prices)
+                decode, body, json_encoding, caller.project, prices
+            )
         except OtlpDecodeError as exc:
             return _status_response(400, str(exc), json_encoding)
         del body
@@ -135,7 +143,8 @@ async def export_traces(request: Request) -> Response:
         return _status_response(503, f"{exc}; retry later", json_encoding, retry)
     except (WriteFailedError, TimeoutError) as exc:
         return _status_response(
-            503, f"spans were not stored ({exc or 'timed out'}); retry later",
-            json_encoding, retry)
-    return Response(response_body(result, json_encoding), 200,
-                    media_type=JSON if json_encoding else PROTOBUF)
+            503, f"spans were not stored ({exc or 'timed out'}); retry later", json_encoding, retry
+        )
+    return Response(
+        response_body(result, json_encoding), 200, media_type=JSON if json_encoding else PROTOBUF
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Sequence
@@ -39,8 +40,18 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 _ARROW_SCHEMA = pa.schema([(c, _ARROW_TYPES.get(c, pa.string())) for c in SPAN_COLUMNS])
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
 _COLUMN_FILTERS = (
-    "trace_id", "model", "provider", "service", "name", "kind", "status", "route", "release",
-    "environment", "session_id", "user_id",
+    "trace_id",
+    "model",
+    "provider",
+    "service",
+    "name",
+    "kind",
+    "status",
+    "route",
+    "release",
+    "environment",
+    "session_id",
+    "user_id",
 )
 
 
@@ -161,10 +172,8 @@ class DuckDBStore:
 
     def close(self) -> None:
         """Checkpoint and release the file."""
-        try:
+        with contextlib.suppress(duckdb.Error):
             self._con.close()
-        except duckdb.Error:
-            pass
 
     # -- spans ----------------------------------------------------------------------
 
@@ -286,12 +295,18 @@ class DuckDBStore:
             for r in sorted(rows, key=lambda r: order[r[0]]):
                 summaries.append(
                     TraceSummary(
-                        project=flt.project, trace_id=r[0], name=r[1], service=r[2],
-                        start_time=_utc(r[3]) or datetime.now(UTC), duration_ms=float(r[4]),
-                        span_count=int(r[5]), error_count=int(r[6]),
+                        project=flt.project,
+                        trace_id=r[0],
+                        name=r[1],
+                        service=r[2],
+                        start_time=_utc(r[3]) or datetime.now(UTC),
+                        duration_ms=float(r[4]),
+                        span_count=int(r[5]),
+                        error_count=int(r[6]),
                         input_tokens=None if r[7] is None else int(r[7]),
                         output_tokens=None if r[8] is None else int(r[8]),
-                        cost=r[9], models=list(r[10] or []),
+                        cost=r[9],
+                        models=list(r[10] or []),
                     )
                 )
         nxt = None
@@ -318,7 +333,9 @@ class DuckDBStore:
         bucket_sql = "NULL::TIMESTAMP"
         if bucket is not None:
             micros = int(bucket / timedelta(microseconds=1))
-            bucket_sql = f"time_bucket(to_microseconds({micros}), start_time, TIMESTAMP '2000-01-01')"
+            bucket_sql = (
+                f"time_bucket(to_microseconds({micros}), start_time, TIMESTAMP '2000-01-01')"
+            )
         group_sql = "NULL::VARCHAR" if group_by is None else f"CAST({group_by} AS VARCHAR)"
         cur = self._cursor()
         rows = cur.execute(
@@ -341,10 +358,17 @@ class DuckDBStore:
             q = q or [None, None, None]
             out.append(
                 Aggregate(
-                    bucket=_utc(b), group=g, calls=int(calls), errors=int(errors),
+                    bucket=_utc(b),
+                    group=g,
+                    calls=int(calls),
+                    errors=int(errors),
                     error_rate=errors / calls if calls else 0.0,
-                    p50_ms=q[0], p95_ms=q[1], p99_ms=q[2],
-                    input_tokens=int(tin), output_tokens=int(tout), cost=float(cost),
+                    p50_ms=q[0],
+                    p95_ms=q[1],
+                    p99_ms=q[2],
+                    input_tokens=int(tin),
+                    output_tokens=int(tout),
+                    cost=float(cost),
                     unpriced_calls=int(unpriced),
                 )
             )
@@ -366,18 +390,27 @@ class DuckDBStore:
             params,
         ).fetchall()
         return [
-            UnpricedModel(model=r[0], provider=r[1], spans=int(r[2]), input_tokens=int(r[3]),
-                          output_tokens=int(r[4]), last_seen=_utc(r[5]) or datetime.now(UTC))
+            UnpricedModel(
+                model=r[0],
+                provider=r[1],
+                spans=int(r[2]),
+                input_tokens=int(r[3]),
+                output_tokens=int(r[4]),
+                last_seen=_utc(r[5]) or datetime.now(UTC),
+            )
             for r in rows
         ]
 
     def reprice(self, prices: PriceTable) -> int:
         """Fill the cost of unpriced spans whose model the table now knows."""
         cur = self._cursor()
-        models = [r[0] for r in cur.execute(
-            "SELECT DISTINCT model FROM spans WHERE cost IS NULL AND model IS NOT NULL "
-            "AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
-        ).fetchall()]
+        models = [
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT model FROM spans WHERE cost IS NULL AND model IS NOT NULL "
+                "AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)"
+            ).fetchall()
+        ]
         updated = 0
         with self._write_lock:
             for model in models:
@@ -429,11 +462,15 @@ class DuckDBStore:
 
     def get_key(self, key_id: str) -> tuple[ApiKey, str] | None:
         """A key's record and hash."""
-        row = self._cursor().execute(
-            "SELECT key_id, project, prefix, created_at, revoked, key_hash FROM api_keys "
-            "WHERE key_id = ?",
-            [key_id],
-        ).fetchone()
+        row = (
+            self._cursor()
+            .execute(
+                "SELECT key_id, project, prefix, created_at, revoked, key_hash FROM api_keys "
+                "WHERE key_id = ?",
+                [key_id],
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         key = ApiKey(row[0], row[1], row[2], _utc(row[3]) or datetime.now(UTC), bool(row[4]))
@@ -451,7 +488,9 @@ class DuckDBStore:
 
     def revoke_key(self, key_id: str) -> bool:
         """Mark a key revoked."""
-        row = self._cursor().execute(
-            "UPDATE api_keys SET revoked = true WHERE key_id = ?", [key_id]
-        ).fetchone()
+        row = (
+            self._cursor()
+            .execute("UPDATE api_keys SET revoked = true WHERE key_id = ?", [key_id])
+            .fetchone()
+        )
         return bool(row and row[0])
