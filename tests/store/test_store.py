@@ -1,0 +1,154 @@
+"""Store behaviour every backend must share (parametrized by the `store` fixture)."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from assay import synthetic
+from assay.model import Span
+from assay.otlp import decode_request
+from assay.pricing import Price, PriceTable, load_prices
+from assay.query import SpanFilter
+from assay.store import Store
+from assay.store.duckdb import DuckDBStore
+from assay.store.migrations import MIGRATIONS
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def span(i: int, project: str = "p", **kw: object) -> Span:
+    start = T0 + timedelta(minutes=i)
+    values: dict[str, object] = dict(
+        project=project, trace_id=f"{i // 3 + 1:032x}", span_id=f"{i + 1:016x}",
+        parent_span_id=None, service="svc", name=f"op{i % 2}", kind="llm", otel_kind="client",
+        start_time=start, end_time=start + timedelta(milliseconds=10 * (i + 1)),
+        duration_ms=10.0 * (i + 1), status="error" if i % 5 == 0 else "ok",
+        model="m-a" if i % 2 else "m-b", input_tokens=i, output_tokens=2 * i,
+        cost=0.001 * i, input_text=f"question number {i}", output_text="ANSWER 100% done_ok",
+        route="/r1" if i < 30 else "/r2", attributes={"tenant": f"t{i % 3}", "n": i},
+    )
+    values.update(kw)
+    return Span(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    store.insert_spans([span(i) for i in range(60)])
+    store.insert_spans([span(i, project="other") for i in range(10)])
+    return store
+
+
+def test_insert_is_idempotent_and_returns_new_count(store: Store) -> None:
+    batch = [span(i) for i in range(10)]
+    assert store.insert_spans(batch) == 10
+    assert store.insert_spans(batch + [span(10)]) == 1
+    assert store.insert_spans(batch[:3] + batch[:3]) == 0  # duplicates inside one batch too
+    assert store.count_spans("p") == 11
+
+
+def test_round_trip_keeps_every_field(store: Store) -> None:
+    s = span(7, input_messages=[{"role": "user", "content": "hé"}], events=[{"name": "e"}],
+             resource_attributes={"service.name": "svc"}, cached_input_tokens=3)
+    store.insert_spans([s])
+    (back,) = store.get_trace("p", s.trace_id)
+    assert back == s
+
+
+def test_aggregates_match_a_direct_computation(filled: Store) -> None:
+    rows = filled.aggregate(SpanFilter("p"), None, "model")
+    by = {r.group: r for r in rows}
+    for model, parity in (("m-a", 1), ("m-b", 0)):
+        own = [span(i) for i in range(60) if i % 2 == parity]
+        r = by[model]
+        assert r.calls == len(own)
+        assert r.errors == sum(s.status == "error" for s in own)
+        durations = [s.duration_ms for s in own]
+        assert r.p50_ms == pytest.approx(statistics.median(durations))
+        assert r.p95_ms == pytest.approx(statistics.quantiles(durations, n=100, method="inclusive")[94])
+        assert r.p99_ms == pytest.approx(statistics.quantiles(durations, n=100, method="inclusive")[98])
+        assert r.input_tokens == sum(s.input_tokens or 0 for s in own)
+        assert r.cost == pytest.approx(sum(s.cost or 0 for s in own))
+    hourly = filled.aggregate(SpanFilter("p"), timedelta(hours=1), None)
+    assert [r.bucket for r in hourly] == [T0]  # 60 one-minute spans → one hour bucket
+    by_15 = filled.aggregate(SpanFilter("p"), timedelta(minutes=15), None)
+    assert [r.calls for r in by_15] == [15, 15, 15, 15]
+
+
+def test_filters_narrow_results(filled: Store) -> None:
+    def n(**kw: object) -> int:
+        return sum(r.calls for r in filled.aggregate(SpanFilter("p", **kw), None, None))  # type: ignore[arg-type]
+
+    assert n() == 60
+    assert n(status="error") == 12
+    assert n(route="/r2") == 30
+    assert n(min_duration_ms=500) == 11
+    assert n(min_cost=0.05) == 10
+    assert n(start=T0 + timedelta(minutes=50)) == 10
+    assert n(end=T0 + timedelta(minutes=5)) == 5
+    assert n(text="NUMBER 1") == 11  # case-insensitive: 1, 10..19
+    assert n(text="100%") == 60 and n(text="done_ok") == 60 and n(text="1%") == 0  # literal
+    assert n(attributes={"tenant": "t1"}) == 20
+    assert n(model="m-a", status="error") == 6
+
+
+def test_projects_are_isolated(filled: Store) -> None:
+    assert filled.count_spans("other") == 10
+    assert sum(r.calls for r in filled.aggregate(SpanFilter("other"), None, None)) == 10
+    assert filled.get_trace("other", f"{21:032x}") == []
+
+
+def test_span_pagination_is_complete_and_ordered(filled: Store) -> None:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = filled.list_spans(SpanFilter("p"), 7, cursor)
+        seen += [s.span_id for s in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == 60 and len(set(seen)) == 60
+    assert seen == [f"{i + 1:016x}" for i in reversed(range(60))]
+
+
+def test_trace_pagination_and_summaries(filled: Store) -> None:
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = filled.list_traces(SpanFilter("p"), 4, cursor)
+        ids += [t.trace_id for t in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(ids) == 20 and len(set(ids)) == 20
+    first = filled.list_traces(SpanFilter("p", trace_id=f"{1:032x}"), 10, None).items[0]
+    assert (first.span_count, first.error_count, first.models) == (3, 1, ["m-a", "m-b"])
+    assert first.duration_ms == pytest.approx(2 * 60_000 + 30)
+    assert first.cost == pytest.approx(0.003)
+
+
+def test_unpriced_models_and_reprice(store: Store) -> None:
+    prices = load_prices()
+    reqs = list(synthetic.batches(400, 200, seed=3))
+    for r in reqs:
+        store.insert_spans(decode_request(r, "p", prices).spans)
+    missing = store.unpriced_models(SpanFilter("p"))
+    assert [m.model for m in missing] == ["llama-3-70b-local"]
+    table = PriceTable(prices.models | {"llama-3-70b-local": Price(1.0, 2.0)})
+    updated = store.reprice(table)
+    assert updated == missing[0].spans
+    assert store.unpriced_models(SpanFilter("p")) == []
+    llama = store.list_spans(SpanFilter("p", model="llama-3-70b-local"), 1, None).items[0]
+    assert llama.cost == pytest.approx(
+        ((llama.input_tokens or 0) * 1.0 + (llama.output_tokens or 0) * 2.0) / 1e6)
+
+
+def test_migrations_apply_once(db_path: str) -> None:
+    first = DuckDBStore(db_path)
+    applied = first.applied_migrations()
+    first.close()
+    again = DuckDBStore(db_path)
+    assert again.applied_migrations() == applied == [name for name, _ in MIGRATIONS]
+    again.close()
