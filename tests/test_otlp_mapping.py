@@ -181,3 +181,25 @@ def test_garbage_protobuf_raises_decode_error(body: bytes) -> None:
 def test_bad_json_raises_decode_error(body: bytes) -> None:
     with pytest.raises(OtlpDecodeError):
         parse_json(body)
+
+
+def test_message_attributes_live_once_in_message_columns() -> None:
+    s = mapped(one_span({
+        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
+        "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": "hello",
+        "llm.input_messages.0.message.contents.0.message_content.type": "text",
+        "llm.output_messages.0.message.role": "assistant",
+        "llm.output_messages.0.message.content": "hi",
+        "input.value": '{"model": "gpt-4o"}', "input.mime_type": "application/json",
+        "output.value": "hi", "custom.flag": True,
+    }))
+    # No flattened message keys left: their content (every sub-key) is in the messages.
+    assert not [k for k in s.attributes if k.startswith("llm.input_messages.")]
+    assert s.input_messages == [{"role": "user", "content": "hello",
+                                 "contents.0.message_content.type": "text"}]
+    # input.value differs from input_text (raw request JSON), so it stays; output.value
+    # equals output_text, so it lives only in the column.
+    assert s.attributes["input.value"] == '{"model": "gpt-4o"}'
+    assert "output.value" not in s.attributes and s.output_text == "hi"
+    assert s.attributes["custom.flag"] is True

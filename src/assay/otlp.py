@@ -234,6 +234,10 @@ def _openinference_messages(
                 call["arguments"] = value
             elif rest.endswith("tool_call.id"):
                 call["id"] = value
+            else:
+                call[".".join(parts[2:])] = value
+        else:
+            msg[rest] = value
     out = []
     for _, msg in sorted(by_index.items()):
         parts = msg.pop("_parts", None)
@@ -276,7 +280,14 @@ def _genai_json_messages(raw: Any) -> list[dict[str, Any]] | None:
     for m in raw:
         if not isinstance(m, dict):
             continue
-        msg: dict[str, Any] = {"role": m.get("role")}
+        # Keep every original key; "parts" only when it holds more than text and tool calls.
+        msg: dict[str, Any] = {k: v for k, v in m.items() if k not in ("parts", "content")}
+        msg["role"] = m.get("role")
+        parts = m.get("parts")
+        if isinstance(parts, list) and any(
+            not isinstance(p, dict) or p.get("type") not in ("text", "tool_call") for p in parts
+        ):
+            msg["parts"] = parts
         text = _content_text(m.get("parts", m.get("content")))
         if text is not None:
             msg["content"] = text
@@ -287,8 +298,6 @@ def _genai_json_messages(raw: Any) -> list[dict[str, Any]] | None:
         ]
         if calls:
             msg["tool_calls"] = calls
-        if m.get("finish_reason"):
-            msg["finish_reason"] = m["finish_reason"]
         out.append(msg)
     return out
 
@@ -348,6 +357,34 @@ def _assistant_text(messages: list[dict[str, Any]]) -> str | None:
     return joined or None
 
 
+def _unpromoted(
+    attrs: dict[str, Any],
+    absorbed: tuple[str, ...],
+    input_text: str | None,
+    output_text: str | None,
+) -> dict[str, Any]:
+    """Attributes minus those whose content now lives in a column.
+
+    Chat messages are the bulk of an LLM span; storing them twice halves ingest speed.
+    Message attributes go once their messages are in input/output_messages (every sub-key
+    is kept there); input.value/output.value only when identical to the text columns.
+    """
+    in_value = attrs.get("input.value")
+    out_value = attrs.get("output.value")
+    drop_in_value = in_value is not None and in_value == input_text
+    drop_out_value = out_value is not None and out_value == output_text
+    if not (absorbed or drop_in_value or drop_out_value):
+        return attrs
+    kept = {}
+    for key, value in attrs.items():
+        if absorbed and key.startswith(absorbed):
+            continue
+        if (drop_in_value and key == "input.value") or (drop_out_value and key == "output.value"):
+            continue
+        kept[key] = value
+    return kept
+
+
 def _time(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
@@ -384,26 +421,35 @@ def map_span(
 
     input_messages: list[dict[str, Any]] | None = None
     output_messages: list[dict[str, Any]] | None = None
+    absorbed: list[str] = []  # attribute keys/prefixes whose content the message columns hold
     if (
         "llm.input_messages.0.message.role" in attrs
         or "llm.input_messages.0.message.content" in attrs
     ):
         input_messages = _openinference_messages(attrs, _OI_INPUT)
+        absorbed.append("llm.input_messages.")
     if (
         "llm.output_messages.0.message.role" in attrs
         or "llm.output_messages.0.message.content" in attrs
     ):
         output_messages = _openinference_messages(attrs, _OI_OUTPUT)
+        absorbed.append("llm.output_messages.")
     if input_messages is None and "gen_ai.input.messages" in attrs:
         input_messages = _genai_json_messages(attrs["gen_ai.input.messages"])
+        absorbed.append("gen_ai.input.messages")
     if output_messages is None and "gen_ai.output.messages" in attrs:
         output_messages = _genai_json_messages(attrs["gen_ai.output.messages"])
+        absorbed.append("gen_ai.output.messages")
     if (input_messages is None or output_messages is None) and (
         "gen_ai.prompt.0.content" in attrs or "gen_ai.completion.0.content" in attrs
     ):
         legacy_in, legacy_out = _legacy_genai_messages(attrs)
-        input_messages = input_messages or legacy_in or None
-        output_messages = output_messages or legacy_out or None
+        if input_messages is None and legacy_in:
+            input_messages = legacy_in
+            absorbed.append("gen_ai.prompt.")
+        if output_messages is None and legacy_out:
+            output_messages = legacy_out
+            absorbed.append("gen_ai.completion.")
     if events and (input_messages is None or output_messages is None):
         ev_in, ev_out = _event_messages(events)
         input_messages = input_messages or ev_in or None
@@ -453,6 +499,7 @@ def map_span(
     total = _int(attrs.get("llm.token_count.total"))
     if total is None and (input_tokens is not None or output_tokens is not None):
         total = (input_tokens or 0) + (output_tokens or 0)
+    kept = _unpromoted(attrs, tuple(absorbed), input_text, output_text)
     start_ns = sp.start_time_unix_nano
     end_ns = sp.end_time_unix_nano
     status_code = sp.status.code
@@ -499,7 +546,7 @@ def map_span(
             or _first(resource, "deployment.environment.name", "deployment.environment")
         ),
         scope=scope,
-        attributes=attrs,
+        attributes=kept,
         resource_attributes=resource,
         events=events,
     )
