@@ -135,25 +135,34 @@ class Ingestor:
         started = time.perf_counter()
         try:
             new = self.store.insert_spans(spans)
-            error: BaseException | None = None
-        except Exception as exc:  # the store failed: tell every waiting request
+        except Exception as exc:
+            if len(items) > 1:
+                # One bad request must not fail the others merged into this transaction:
+                # retry each alone so only the culprit gets its 503.
+                log.warning(
+                    "batch of %d requests failed (%s); retrying one by one", len(items), exc
+                )
+                for it in items:
+                    self._write([it], len(it.spans))
+                return
             log.exception("writing %d spans failed", count)
-            new, error = 0, exc
+            self._finish(items, count, 0, WriteFailedError(f"store write failed: {exc}"))
+            return
+        log.debug(
+            "wrote %d spans (%d new) in %.1f ms", count, new, (time.perf_counter() - started) * 1e3
+        )
+        self._finish(items, count, new, None)
+
+    def _finish(
+        self, items: list[_Item], count: int, new: int, error: BaseException | None
+    ) -> None:
         with self._lock:
             self._pending -= count
             if error is None:
                 self._written += new
                 self._batches += 1
-        log.debug(
-            "wrote %d spans (%d new) in %.1f ms", count, new, (time.perf_counter() - started) * 1e3
-        )
         for it in items:
-            if error is None:
-                it.loop.call_soon_threadsafe(_resolve, it.future, len(it.spans), None)
-            else:
-                it.loop.call_soon_threadsafe(
-                    _resolve, it.future, 0, WriteFailedError(f"store write failed: {error}")
-                )
+            it.loop.call_soon_threadsafe(_resolve, it.future, len(it.spans), error)
 
 
 def _resolve(fut: asyncio.Future[int], value: int, error: BaseException | None) -> None:

@@ -112,12 +112,14 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         obj = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OtlpDecodeError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise OtlpDecodeError("body is not valid OTLP/JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise OtlpDecodeError('OTLP/JSON body must be an object with "resourceSpans"')
     try:
         _hex_ids_to_base64(obj)
         return json_format.ParseDict(obj, ExportTraceServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, AttributeError, TypeError) as exc:
+    except (json_format.ParseError, AttributeError, TypeError, RecursionError) as exc:
         raise OtlpDecodeError(
             f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}"
         ) from None
@@ -167,13 +169,18 @@ def _first(attrs: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _int(value: Any) -> int | None:
+    """A token count: a non-negative int64, else None (a bad count must not fail the batch)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if 0 <= n <= _INT64_MAX else None
 
 
 def _str(value: Any) -> str | None:
@@ -385,6 +392,16 @@ def _unpromoted(
     return kept
 
 
+def _invocation_model(attrs: dict[str, Any]) -> Any:
+    """The model an OpenInference app asked for (``llm.model_name`` is the one that answered)."""
+    raw = attrs.get("llm.invocation_parameters")
+    if isinstance(raw, str) and raw[:1] == "{":
+        with contextlib.suppress(json.JSONDecodeError):
+            params = json.loads(raw)
+            return params.get("model") if isinstance(params, dict) else None
+    return None
+
+
 def _time(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
@@ -409,7 +426,11 @@ def map_span(
     operation = _first(attrs, "gen_ai.operation.name")
     oi_kind = attrs.get("openinference.span.kind")
     model = _first(attrs, "gen_ai.response.model", "llm.model_name", "gen_ai.request.model")
-    request_model = _first(attrs, "gen_ai.request.model", "llm.model_name")
+    request_model = (
+        _first(attrs, "gen_ai.request.model")
+        or _invocation_model(attrs)
+        or attrs.get("llm.model_name")
+    )
     if isinstance(oi_kind, str) and oi_kind:
         kind = oi_kind.lower()
     elif operation in _GENAI_OPERATION_KIND:
@@ -498,7 +519,7 @@ def map_span(
     )
     total = _int(attrs.get("llm.token_count.total"))
     if total is None and (input_tokens is not None or output_tokens is not None):
-        total = (input_tokens or 0) + (output_tokens or 0)
+        total = _int((input_tokens or 0) + (output_tokens or 0))
     kept = _unpromoted(attrs, tuple(absorbed), input_text, output_text)
     start_ns = sp.start_time_unix_nano
     end_ns = sp.end_time_unix_nano

@@ -43,7 +43,10 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
     value = float(m.group(1))
     if value <= 0:
         raise QueryError(f"{what} {text!r} must be positive")
-    return timedelta(**{_UNITS[m.group(2)]: value})
+    try:
+        return timedelta(**{_UNITS[m.group(2)]: value})
+    except OverflowError:
+        raise QueryError(f"{what} {text!r} is too large; use at most a few years") from None
 
 
 def parse_time(
@@ -56,12 +59,26 @@ def parse_time(
     raw = text.strip()
     if raw == "now":
         return now
-    if _DURATION.match(raw.removesuffix(" ago").removesuffix("ago").strip()):
-        return now - parse_duration(raw.removesuffix(" ago").removesuffix("ago").strip(), what)
+    ago = raw.removesuffix("ago").strip()
+    if _DURATION.match(ago):
+        try:
+            return now - parse_duration(ago, what)
+        except OverflowError:
+            raise QueryError(
+                f"{what} {text!r} reaches before year 1; use a shorter duration"
+            ) from None
     try:
-        return datetime.fromtimestamp(float(raw), UTC)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise QueryError(
+                f"{what} {text!r} is not a Unix time this API can represent; "
+                "use ISO-8601 such as 2026-11-23T10:00:00Z"
+            ) from None
     try:
         dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -124,6 +141,14 @@ class Page(Generic[T]):
 def encode_cursor(*values: Any) -> str:
     """An opaque cursor from the sort key of the last row of a page."""
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
+
+
+def cursor_time(value: Any) -> datetime:
+    """The timestamp inside a cursor, or QueryError when it was tampered with."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise QueryError("cursor is not one this API issued; pass next_cursor unchanged") from None
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:

@@ -22,13 +22,26 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def span(i: int, project: str = "p", **kw: object) -> Span:
     start = T0 + timedelta(minutes=i)
     values: dict[str, object] = dict(
-        project=project, trace_id=f"{i // 3 + 1:032x}", span_id=f"{i + 1:016x}",
-        parent_span_id=None, service="svc", name=f"op{i % 2}", kind="llm", otel_kind="client",
-        start_time=start, end_time=start + timedelta(milliseconds=10 * (i + 1)),
-        duration_ms=10.0 * (i + 1), status="error" if i % 5 == 0 else "ok",
-        model="m-a" if i % 2 else "m-b", input_tokens=i, output_tokens=2 * i,
-        cost=0.001 * i, input_text=f"question number {i}", output_text="ANSWER 100% done_ok",
-        route="/r1" if i < 30 else "/r2", attributes={"tenant": f"t{i % 3}", "n": i},
+        project=project,
+        trace_id=f"{i // 3 + 1:032x}",
+        span_id=f"{i + 1:016x}",
+        parent_span_id=None,
+        service="svc",
+        name=f"op{i % 2}",
+        kind="llm",
+        otel_kind="client",
+        start_time=start,
+        end_time=start + timedelta(milliseconds=10 * (i + 1)),
+        duration_ms=10.0 * (i + 1),
+        status="error" if i % 5 == 0 else "ok",
+        model="m-a" if i % 2 else "m-b",
+        input_tokens=i,
+        output_tokens=2 * i,
+        cost=0.001 * i,
+        input_text=f"question number {i}",
+        output_text="ANSWER 100% done_ok",
+        route="/r1" if i < 30 else "/r2",
+        attributes={"tenant": f"t{i % 3}", "n": i},
     )
     values.update(kw)
     return Span(**values)  # type: ignore[arg-type]
@@ -50,8 +63,13 @@ def test_insert_is_idempotent_and_returns_new_count(store: Store) -> None:
 
 
 def test_round_trip_keeps_every_field(store: Store) -> None:
-    s = span(7, input_messages=[{"role": "user", "content": "hé"}], events=[{"name": "e"}],
-             resource_attributes={"service.name": "svc"}, cached_input_tokens=3)
+    s = span(
+        7,
+        input_messages=[{"role": "user", "content": "hé"}],
+        events=[{"name": "e"}],
+        resource_attributes={"service.name": "svc"},
+        cached_input_tokens=3,
+    )
     store.insert_spans([s])
     (back,) = store.get_trace("p", s.trace_id)
     assert back == s
@@ -67,8 +85,12 @@ def test_aggregates_match_a_direct_computation(filled: Store) -> None:
         assert r.errors == sum(s.status == "error" for s in own)
         durations = [s.duration_ms for s in own]
         assert r.p50_ms == pytest.approx(statistics.median(durations))
-        assert r.p95_ms == pytest.approx(statistics.quantiles(durations, n=100, method="inclusive")[94])
-        assert r.p99_ms == pytest.approx(statistics.quantiles(durations, n=100, method="inclusive")[98])
+        assert r.p95_ms == pytest.approx(
+            statistics.quantiles(durations, n=100, method="inclusive")[94]
+        )
+        assert r.p99_ms == pytest.approx(
+            statistics.quantiles(durations, n=100, method="inclusive")[98]
+        )
         assert r.input_tokens == sum(s.input_tokens or 0 for s in own)
         assert r.cost == pytest.approx(sum(s.cost or 0 for s in own))
     hourly = filled.aggregate(SpanFilter("p"), timedelta(hours=1), None)
@@ -142,7 +164,8 @@ def test_unpriced_models_and_reprice(store: Store) -> None:
     assert store.unpriced_models(SpanFilter("p")) == []
     llama = store.list_spans(SpanFilter("p", model="llama-3-70b-local"), 1, None).items[0]
     assert llama.cost == pytest.approx(
-        ((llama.input_tokens or 0) * 1.0 + (llama.output_tokens or 0) * 2.0) / 1e6)
+        ((llama.input_tokens or 0) * 1.0 + (llama.output_tokens or 0) * 2.0) / 1e6
+    )
 
 
 def test_migrations_apply_once(db_path: str) -> None:

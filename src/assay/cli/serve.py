@@ -54,7 +54,9 @@ def serve(
         )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    app = create_app(settings, store=store, prices=table)
+    # The lifespan closes the store: uvicorn re-raises SIGTERM after shutdown, so code
+    # after uvicorn.run() would not run.
+    app = create_app(settings, store=store, prices=table, close_store=True)
     where = f"http://{settings.host}:{settings.port}"
     err_console.print(
         f"assay: database {settings.db}; OTLP at {where}/v1/traces; API docs "

@@ -24,14 +24,17 @@ log = logging.getLogger("assay.server")
 
 
 def create_app(
-    settings: Settings, store: Store | None = None, prices: PriceTable | None = None
+    settings: Settings,
+    store: Store | None = None,
+    prices: PriceTable | None = None,
+    close_store: bool = False,
 ) -> FastAPI:
-    """Build the app. With ``store`` given the caller owns it; otherwise the app opens
-    ``settings.db`` at startup and closes it at shutdown."""
+    """Build the app. Without ``store`` the app opens ``settings.db`` at startup and closes
+    it at shutdown; a given store is closed at shutdown only with ``close_store``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = store is None
+        owned = store is None or close_store
         st = (
             store
             if store is not None

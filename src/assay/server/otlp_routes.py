@@ -47,7 +47,11 @@ def _status_response(
 
 
 async def _read_body(request: Request, limit: int, gzip: bool) -> bytes:
-    """The request body, decompressed, refusing anything over ``limit`` bytes as it streams."""
+    """The request body, decompressed, refusing anything over ``limit`` bytes as it streams.
+
+    Decompression is capped chunk by chunk, so a gzip bomb costs at most ``limit`` bytes;
+    multi-member gzip (RFC 1952) is read member after member.
+    """
     chunks: list[bytes] = []
     size = 0
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
@@ -62,14 +66,19 @@ async def _read_body(request: Request, limit: int, gzip: bool) -> bytes:
             continue
         data = chunk
         while data:
+            if inflater.eof:
+                # Another gzip member follows the one just finished.
+                data = inflater.unused_data + data
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
             out = inflater.decompress(data, limit + 1 - size)
             size += len(out)
             if size > limit:
                 raise _TooLarge
             chunks.append(out)
             data = inflater.unconsumed_tail
-            if inflater.eof:
-                break
+            if inflater.eof and inflater.unused_data:
+                data = inflater.unused_data + data
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     if inflater is not None:
         tail = inflater.flush(limit + 1 - size)
         size += len(tail)
@@ -143,7 +152,10 @@ async def export_traces(request: Request) -> Response:
         return _status_response(503, f"{exc}; retry later", json_encoding, retry)
     except (WriteFailedError, TimeoutError) as exc:
         return _status_response(
-            503, f"spans were not stored ({exc or 'timed out'}); retry later", json_encoding, retry
+            503,
+            f"spans were not stored ({str(exc) or 'timed out'}); retry later",
+            json_encoding,
+            retry,
         )
     return Response(
         response_body(result, json_encoding), 200, media_type=JSON if json_encoding else PROTOBUF

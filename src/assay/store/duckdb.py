@@ -22,7 +22,7 @@ from assay.model import (
     UnpricedModel,
 )
 from assay.pricing import PriceTable
-from assay.query import Page, SpanFilter, decode_cursor, encode_cursor
+from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
 from assay.store import StoreError, StoreLockedError
 from assay.store.migrations import MIGRATIONS
 
@@ -239,7 +239,7 @@ class DuckDBStore:
         if cursor:
             ts, tid, sid = decode_cursor(cursor, 3)
             where += " AND (start_time, trace_id, span_id) < (?, ?, ?)"
-            params += [datetime.fromisoformat(ts), tid, sid]
+            params += [cursor_time(ts), str(tid), str(sid)]
         cur = self._cursor()
         rows = cur.execute(
             f"SELECT {_SPAN_SELECT} FROM spans WHERE {where} "
@@ -261,7 +261,7 @@ class DuckDBStore:
         if cursor:
             ts, tid = decode_cursor(cursor, 2)
             having = "WHERE (trace_start, trace_id) < (?, ?)"
-            hparams = [datetime.fromisoformat(ts), tid]
+            hparams = [cursor_time(ts), str(tid)]
         cur = self._cursor()
         ids = cur.execute(
             f"SELECT trace_id, trace_start FROM ("
