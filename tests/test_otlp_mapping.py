@@ -127,7 +127,9 @@ def test_openinference_attributes_map_to_columns() -> None:
                 "llm.input_messages.1.message.content": "what is 2+2?",
                 "llm.output_messages.0.message.role": "assistant",
                 "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "calc",
-                "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"x": 2}',
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": (
+                    '{"x": 2}'
+                ),
                 "input.value": '{"messages": []}',
                 "input.mime_type": "application/json",
                 "output.value": "4",
@@ -337,3 +339,10 @@ def test_message_attributes_live_once_in_message_columns() -> None:
     assert s.attributes["input.value"] == '{"model": "gpt-4o"}'
     assert "output.value" not in s.attributes and s.output_text == "hi"
     assert s.attributes["custom.flag"] is True
+
+
+def test_openinference_request_model_comes_from_invocation_parameters() -> None:
+    s = mapped(one_span({"openinference.span.kind": "LLM",
+                         "llm.model_name": "gpt-4o-mini-2024-07-18",
+                         "llm.invocation_parameters": '{"model": "gpt-4o-mini", "temperature": 0}'}))
+    assert (s.model, s.request_model) == ("gpt-4o-mini-2024-07-18", "gpt-4o-mini")

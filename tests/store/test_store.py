@@ -57,7 +57,7 @@ def filled(store: Store) -> Store:
 def test_insert_is_idempotent_and_returns_new_count(store: Store) -> None:
     batch = [span(i) for i in range(10)]
     assert store.insert_spans(batch) == 10
-    assert store.insert_spans(batch + [span(10)]) == 1
+    assert store.insert_spans([*batch, span(10)]) == 1
     assert store.insert_spans(batch[:3] + batch[:3]) == 0  # duplicates inside one batch too
     assert store.count_spans("p") == 11
 
