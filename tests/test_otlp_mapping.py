@@ -342,7 +342,13 @@ def test_message_attributes_live_once_in_message_columns() -> None:
 
 
 def test_openinference_request_model_comes_from_invocation_parameters() -> None:
-    s = mapped(one_span({"openinference.span.kind": "LLM",
-                         "llm.model_name": "gpt-4o-mini-2024-07-18",
-                         "llm.invocation_parameters": '{"model": "gpt-4o-mini", "temperature": 0}'}))
+    s = mapped(
+        one_span(
+            {
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4o-mini-2024-07-18",
+                "llm.invocation_parameters": '{"model": "gpt-4o-mini", "temperature": 0}',
+            }
+        )
+    )
     assert (s.model, s.request_model) == ("gpt-4o-mini-2024-07-18", "gpt-4o-mini")
