@@ -34,7 +34,8 @@ def store(request: pytest.FixtureRequest, db_path: str) -> Iterator[DuckDBStore]
 
 @pytest.fixture
 def settings(db_path: str) -> Settings:
-    return Settings(db=db_path)
+    # Decode in threads: a worker pool per test app would cost a process spawn each.
+    return Settings(db=db_path, decode_workers=0)
 
 
 @pytest.fixture

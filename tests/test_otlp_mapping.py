@@ -248,7 +248,7 @@ def test_invalid_spans_are_counted_with_reasons() -> None:
     assert len(result.spans) == 1 and result.rejected == 3
     msg = result.error_message()
     assert "zero trace" in msg and "short span id" in msg and "end time is before" in msg
-    assert b"rejected" in response_body(result, json_encoding=True)
+    assert b"rejected" in response_body(result.rejected, result.error_message(), json_encoding=True)
 
 
 def test_json_encoding_with_hex_ids() -> None:

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import queue
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import anyio
+import pyarrow as pa
+
+from assay.batch import from_ipc, spans_to_arrow, to_ipc
 from assay.model import Span
+from assay.otlp import decode
+from assay.pricing import PriceTable, load_prices
 from assay.store import Store
 
 log = logging.getLogger("assay.ingest")
@@ -37,9 +46,86 @@ class WriteFailedError(RuntimeError):
 
 @dataclass
 class _Item:
-    spans: Sequence[Span]
+    table: pa.Table
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[int]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One request decoded: accepted spans as a table, and what was rejected and why."""
+
+    table: pa.Table
+    rejected: int
+    error_message: str
+
+
+_worker_prices: PriceTable | None = None
+
+
+def _init_worker(prices_path: str | None) -> None:
+    global _worker_prices
+    _worker_prices = load_prices(prices_path)
+
+
+def _decode_in_worker(body: bytes, json_encoding: bool, project: str) -> tuple[bytes, int, str]:
+    result = decode(body, json_encoding, project, _worker_prices)
+    return to_ipc(spans_to_arrow(result.spans)), result.rejected, result.error_message()
+
+
+def _decode_here(body: bytes, json_encoding: bool, project: str, prices: PriceTable) -> Decoded:
+    result = decode(body, json_encoding, project, prices)
+    return Decoded(spans_to_arrow(result.spans), result.rejected, result.error_message())
+
+
+class Decoder:
+    """Decodes OTLP bodies into Arrow tables, in worker processes when ``workers`` > 0.
+
+    Decoding and mapping are pure Python and hold the GIL; worker processes let ingest
+    use every core while the server process receives requests and runs the writer.
+    Workers start on the first request, so an idle server stays small.
+    """
+
+    def __init__(self, prices: PriceTable, prices_path: str | None, workers: int) -> None:
+        self.prices = prices
+        self._prices_path = prices_path
+        self._workers = workers
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor | None:
+        if self._workers <= 0:
+            return None
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._prices_path,),
+        )
+
+    async def decode(self, body: bytes, json_encoding: bool, project: str) -> Decoded:
+        """Decode one body; raises :class:`assay.otlp.OtlpDecodeError` when it is not OTLP."""
+        if self._pool is None:
+            return await anyio.to_thread.run_sync(
+                _decode_here, body, json_encoding, project, self.prices
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            ipc, rejected, message = await loop.run_in_executor(
+                self._pool, _decode_in_worker, body, json_encoding, project
+            )
+        except BrokenProcessPool:
+            # A worker died (OOM killer, signal): replace the pool; the client retries.
+            log.error("a decode worker died; restarting the decode pool")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            raise WriteFailedError("a decode worker stopped unexpectedly") from None
+        return Decoded(from_ipc(ipc), rejected, message)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 @dataclass
@@ -92,11 +178,12 @@ class Ingestor:
         """Current counters."""
         return IngestStats(self._pending, self._written, self._batches, self._rejected)
 
-    async def submit(self, spans: Sequence[Span]) -> int:
-        """Queue spans and wait until they are committed; returns how many were new."""
-        if not spans:
+    async def submit(self, spans: Sequence[Span] | pa.Table) -> int:
+        """Queue spans (or a table of them) and wait until they are committed."""
+        table = spans if isinstance(spans, pa.Table) else spans_to_arrow(spans)
+        n = table.num_rows
+        if not n:
             return 0
-        n = len(spans)
         with self._lock:
             # One oversized request is still admitted into an empty queue.
             if self._pending and self._pending + n > self.max_pending:
@@ -105,7 +192,7 @@ class Ingestor:
             self._pending += n
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
-        self._queue.put(_Item(spans, loop, fut))
+        self._queue.put(_Item(table, loop, fut))
         return await fut
 
     def _run(self) -> None:
@@ -115,7 +202,7 @@ class Ingestor:
             if first is None:
                 break
             items = [first]
-            count = len(first.spans)
+            count = first.table.num_rows
             while count < self.batch_spans:
                 try:
                     nxt = self._queue.get_nowait()
@@ -125,16 +212,14 @@ class Ingestor:
                     stopping = True
                     break
                 items.append(nxt)
-                count += len(nxt.spans)
+                count += nxt.table.num_rows
             self._write(items, count)
 
     def _write(self, items: list[_Item], count: int) -> None:
-        spans: list[Span] = []
-        for it in items:
-            spans.extend(it.spans)
+        table = items[0].table if len(items) == 1 else pa.concat_tables([i.table for i in items])
         started = time.perf_counter()
         try:
-            new = self.store.insert_spans(spans)
+            new = self.store.insert_arrow(table)
         except Exception as exc:
             if len(items) > 1:
                 # One bad request must not fail the others merged into this transaction:
@@ -143,7 +228,7 @@ class Ingestor:
                     "batch of %d requests failed (%s); retrying one by one", len(items), exc
                 )
                 for it in items:
-                    self._write([it], len(it.spans))
+                    self._write([it], it.table.num_rows)
                 return
             log.exception("writing %d spans failed", count)
             self._finish(items, count, 0, WriteFailedError(f"store write failed: {exc}"))
@@ -162,7 +247,7 @@ class Ingestor:
                 self._written += new
                 self._batches += 1
         for it in items:
-            it.loop.call_soon_threadsafe(_resolve, it.future, len(it.spans), error)
+            it.loop.call_soon_threadsafe(_resolve, it.future, it.table.num_rows, error)
 
 
 def _resolve(fut: asyncio.Future[int], value: int, error: BaseException | None) -> None:

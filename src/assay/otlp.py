@@ -125,12 +125,12 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         ) from None
 
 
-def response_body(result: DecodeResult, json_encoding: bool) -> bytes:
+def response_body(rejected: int, error_message: str, json_encoding: bool) -> bytes:
     """The ExportTraceServiceResponse for a request, in the request's encoding."""
     resp = ExportTraceServiceResponse()
-    if result.rejected:
-        resp.partial_success.rejected_spans = result.rejected
-        resp.partial_success.error_message = result.error_message()
+    if rejected:
+        resp.partial_success.rejected_spans = rejected
+        resp.partial_success.error_message = error_message
     if json_encoding:
         return json_format.MessageToJson(resp, indent=None).encode()
     return resp.SerializeToString()

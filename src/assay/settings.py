@@ -44,6 +44,8 @@ class Settings:
     writer_batch_spans: int = 20_000
     #: Seconds a client is told to wait when the store is overloaded.
     retry_after_seconds: int = 2
+    #: Worker processes that decode OTLP bodies (0 = decode in threads of the server).
+    decode_workers: int = 2
     #: Seconds an ingest request waits for its commit before answering 503.
     ingest_timeout_seconds: float = 30.0
     #: Optional JSON file of model prices that overrides the shipped table.

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -118,6 +119,10 @@ class SlowStore:
         time.sleep(self.delay)
         return self.inner.insert_spans(spans)
 
+    def insert_arrow(self, table: pa.Table) -> int:
+        time.sleep(self.delay)
+        return self.inner.insert_arrow(table)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
@@ -129,6 +134,9 @@ class BrokenStore:
         self.inner = inner
 
     def insert_spans(self, spans: Sequence[Span]) -> int:
+        raise OSError("No space left on device")
+
+    def insert_arrow(self, table: pa.Table) -> int:
         raise OSError("No space left on device")
 
     def __getattr__(self, name: str) -> Any:

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from assay import __version__
-from assay.ingest import Ingestor
+from assay.ingest import Decoder, Ingestor
 from assay.keys import InvalidNameError, KeyRing
 from assay.pricing import PriceTable, load_prices
 from assay.query import QueryError
@@ -57,6 +57,8 @@ def create_app(
             settings.retry_after_seconds,
         )
         ingestor.start()
+        decoder = Decoder(table, settings.prices, settings.decode_workers)
+        app.state.decoder = decoder
         app.state.settings = settings
         app.state.store = st
         app.state.prices = table
@@ -67,6 +69,7 @@ def create_app(
         try:
             yield
         finally:
+            decoder.close()
             await asyncio.to_thread(ingestor.stop)
             if owned:
                 st.close()

@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-import anyio
 from fastapi import APIRouter, Request, Response
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 
-from assay.ingest import Ingestor, OverloadedError, WriteFailedError
-from assay.otlp import DecodeResult, OtlpDecodeError, decode, response_body
-from assay.pricing import PriceTable
+from assay.ingest import (
+    Decoded,
+    Decoder,
+    Ingestor,
+    OverloadedError,
+    WriteFailedError,
+)
+from assay.otlp import OtlpDecodeError, response_body
 from assay.server.auth import AuthError, Caller
 from assay.settings import Settings
 
@@ -136,18 +140,23 @@ async def export_traces(request: Request) -> Response:
             )
         except zlib.error as exc:
             return _status_response(400, f"body is not valid gzip: {exc}", json_encoding)
-        prices: PriceTable = request.app.state.prices
+        decoder: Decoder = request.app.state.decoder
         try:
-            result: DecodeResult = await anyio.to_thread.run_sync(
-                decode, body, json_encoding, caller.project, prices
-            )
+            result: Decoded = await decoder.decode(body, json_encoding, caller.project)
         except OtlpDecodeError as exc:
             return _status_response(400, str(exc), json_encoding)
+        except WriteFailedError as exc:
+            return _status_response(
+                503,
+                f"{exc}; retry later",
+                json_encoding,
+                {"Retry-After": str(settings.retry_after_seconds)},
+            )
         del body
     ingestor: Ingestor = request.app.state.ingestor
     retry = {"Retry-After": str(settings.retry_after_seconds)}
     try:
-        await asyncio.wait_for(ingestor.submit(result.spans), settings.ingest_timeout_seconds)
+        await asyncio.wait_for(ingestor.submit(result.table), settings.ingest_timeout_seconds)
     except OverloadedError as exc:
         return _status_response(503, f"{exc}; retry later", json_encoding, retry)
     except (WriteFailedError, TimeoutError) as exc:
@@ -158,5 +167,7 @@ async def export_traces(request: Request) -> Response:
             retry,
         )
     return Response(
-        response_body(result, json_encoding), 200, media_type=JSON if json_encoding else PROTOBUF
+        response_body(result.rejected, result.error_message, json_encoding),
+        200,
+        media_type=JSON if json_encoding else PROTOBUF,
     )

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
+import pyarrow as pa
+
 from assay.model import Aggregate, ApiKey, Project, Span, TraceSummary, UnpricedModel
 from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter
@@ -26,6 +28,10 @@ class Store(Protocol):
     def insert_spans(self, spans: Sequence[Span]) -> int:
         """Durably store spans; ones already present (same project, trace, span id) are
         skipped. Returns how many were new. Returns only after commit."""
+        ...
+
+    def insert_arrow(self, table: pa.Table) -> int:
+        """Like :meth:`insert_spans` for a table in :data:`assay.batch.SCHEMA`."""
         ...
 
     def list_spans(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[Span]:

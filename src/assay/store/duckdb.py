@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from assay.batch import JSON_COLUMNS, spans_to_arrow
 from assay.model import (
     SPAN_COLUMNS,
     Aggregate,
@@ -26,18 +27,6 @@ from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cur
 from assay.store import StoreError, StoreLockedError
 from assay.store.migrations import MIGRATIONS
 
-_JSON_COLUMNS = {"input_messages", "output_messages", "attributes", "resource_attributes", "events"}
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "start_time": pa.timestamp("us", tz="UTC"),
-    "end_time": pa.timestamp("us", tz="UTC"),
-    "duration_ms": pa.float64(),
-    "cost": pa.float64(),
-    "input_tokens": pa.int64(),
-    "output_tokens": pa.int64(),
-    "cached_input_tokens": pa.int64(),
-    "total_tokens": pa.int64(),
-}
-_ARROW_SCHEMA = pa.schema([(c, _ARROW_TYPES.get(c, pa.string())) for c in SPAN_COLUMNS])
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
 _COLUMN_FILTERS = (
     "trace_id",
@@ -96,7 +85,7 @@ def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
 
 def _span_from_row(row: tuple[Any, ...]) -> Span:
     values = dict(zip(SPAN_COLUMNS, row, strict=True))
-    for column in _JSON_COLUMNS:
+    for column in JSON_COLUMNS:
         raw = values[column]
         values[column] = json.loads(raw) if raw is not None else None
     values["attributes"] = values["attributes"] or {}
@@ -181,11 +170,13 @@ class DuckDBStore:
         """Insert spans in one transaction; duplicates of stored spans are ignored."""
         if not spans:
             return 0
-        unique: dict[tuple[str, str, str], Span] = {}
-        for s in spans:
-            unique[(s.project, s.trace_id, s.span_id)] = s
-        rows = list(unique.values())
-        table = self._arrow(rows)
+        return self.insert_arrow(spans_to_arrow(spans))
+
+    def insert_arrow(self, table: pa.Table) -> int:
+        """Insert a table in :data:`assay.batch.SCHEMA` in one transaction; rows whose key
+        is already stored (or repeated within the table) are ignored. Returns rows added."""
+        if table.num_rows == 0:
+            return 0
         with self._write_lock:
             cur = self._cursor()
             cur.register("assay_batch", table)
@@ -198,31 +189,6 @@ class DuckDBStore:
                 cur.unregister("assay_batch")
                 cur.close()
         return int(result[0]) if result else 0
-
-    @staticmethod
-    def _arrow(rows: list[Span]) -> pa.Table:
-        dumps = json.dumps
-        shared: dict[int, str] = {}  # resource attributes are one dict per resource
-
-        def shared_dump(obj: dict[str, Any]) -> str:
-            key = id(obj)
-            out = shared.get(key)
-            if out is None:
-                out = shared[key] = dumps(obj, ensure_ascii=False)
-            return out
-
-        columns: dict[str, list[Any]] = {}
-        for c in SPAN_COLUMNS:
-            if c == "resource_attributes":
-                columns[c] = [shared_dump(s.resource_attributes) for s in rows]
-            elif c in _JSON_COLUMNS:
-                columns[c] = [
-                    None if (v := getattr(s, c)) is None else dumps(v, ensure_ascii=False)
-                    for s in rows
-                ]
-            else:
-                columns[c] = [getattr(s, c) for s in rows]
-        return pa.Table.from_pydict(columns, schema=_ARROW_SCHEMA)
 
     def count_spans(self, project: str | None = None) -> int:
         """Number of stored spans."""

@@ -1,0 +1,69 @@
+"""Spans as Arrow tables: what decoding hands the writer and the writer hands the store.
+
+Arrow is the interchange because it crosses process boundaries as one buffer (decoding
+runs in worker processes to use more than one core) and every backend bulk-loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from assay.model import SPAN_COLUMNS, Span
+
+JSON_COLUMNS = frozenset(
+    {"input_messages", "output_messages", "attributes", "resource_attributes", "events"}
+)
+_TYPES: dict[str, pa.DataType] = {
+    "start_time": pa.timestamp("us", tz="UTC"),
+    "end_time": pa.timestamp("us", tz="UTC"),
+    "duration_ms": pa.float64(),
+    "cost": pa.float64(),
+    "input_tokens": pa.int64(),
+    "output_tokens": pa.int64(),
+    "cached_input_tokens": pa.int64(),
+    "total_tokens": pa.int64(),
+}
+SCHEMA = pa.schema([(c, _TYPES.get(c, pa.string())) for c in SPAN_COLUMNS])
+
+
+def spans_to_arrow(rows: Sequence[Span]) -> pa.Table:
+    """Spans as a table in :data:`SCHEMA` (JSON columns serialized to text)."""
+    dumps = json.dumps
+    shared: dict[int, str] = {}  # resource attributes are one dict per resource
+
+    def shared_dump(obj: dict[str, Any]) -> str:
+        key = id(obj)
+        out = shared.get(key)
+        if out is None:
+            out = shared[key] = dumps(obj, ensure_ascii=False)
+        return out
+
+    columns: dict[str, list[Any]] = {}
+    for c in SPAN_COLUMNS:
+        if c == "resource_attributes":
+            columns[c] = [shared_dump(s.resource_attributes) for s in rows]
+        elif c in JSON_COLUMNS:
+            columns[c] = [
+                None if (v := getattr(s, c)) is None else dumps(v, ensure_ascii=False)
+                for s in rows
+            ]
+        else:
+            columns[c] = [getattr(s, c) for s in rows]
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    """A table as Arrow IPC stream bytes (to send between processes)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    """The table in Arrow IPC stream bytes made by :func:`to_ipc`."""
+    return pa.ipc.open_stream(data).read_all()
