@@ -50,8 +50,9 @@ class Settings:
     ingest_timeout_seconds: float = 30.0
     #: Optional JSON file of model prices that overrides the shipped table.
     prices: str | None = None
-    #: DuckDB memory limit (e.g. "1GB"); empty means DuckDB's default.
-    duckdb_memory_limit: str | None = None
+    #: DuckDB memory limit; DuckDB's own default (80% of RAM) would let one process
+    #: grow to gigabytes on a large database.
+    duckdb_memory_limit: str | None = "512MB"
     #: DuckDB worker threads for queries; 0 means one per core.
     duckdb_threads: int = 0
     log_level: str = "info"

@@ -74,8 +74,13 @@ def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
         clauses.append("cost >= ?")
         params.append(flt.min_cost)
     if flt.text:
-        pattern = _like_pattern(flt.text)
-        clauses.append("(input_text ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\')")
+        if any(c in flt.text for c in "%_\\"):
+            pattern = _like_pattern(flt.text)
+            clauses.append("(input_text ILIKE ? ESCAPE '\\' OR output_text ILIKE ? ESCAPE '\\')")
+        else:
+            # Without ESCAPE DuckDB takes its fast ILIKE path (about 2x on a full scan).
+            pattern = f"%{flt.text}%"
+            clauses.append("(input_text ILIKE ? OR output_text ILIKE ?)")
         params += [pattern, pattern]
     for key, value in flt.attributes.items():
         clauses.append("json_extract_string(attributes, ?) = ?")
