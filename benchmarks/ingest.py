@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import math
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -92,11 +91,8 @@ class _LoadState:
 
 
 def assay_command() -> list[str]:
-    """The venv's ``assay`` console script, or the interpreter running the CLI module."""
-    script = shutil.which("assay") or str(Path(sys.executable).with_name("assay"))
-    if Path(script).is_file() and os.access(script, os.X_OK):
-        return [script, "serve"]
-    return [sys.executable, "-c", "from assay.cli import main; main()", "serve"]
+    """``assay serve`` through this interpreter, so the measured install is this one."""
+    return [sys.executable, "-m", "assay", "serve"]
 
 
 def free_port() -> int:

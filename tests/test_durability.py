@@ -34,11 +34,8 @@ def free_port() -> int:
 
 
 def assay_command() -> list[str]:
-    """The venv's ``assay`` console script, or the same entry point through this Python."""
-    script = Path(sys.executable).parent / "assay"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "from assay.cli import main; main()"]
+    """The CLI through this interpreter, so the tested install is the one that runs."""
+    return [sys.executable, "-m", "assay"]
 
 
 def clean_env(**assay: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from assay.otlp import OtlpDecodeError, decode, parse_json, response_body
 from assay.pricing import load_prices
-from assay.synthetic import _kv
+from assay.synthetic import kv
 
 TID = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
 SID = bytes.fromhex("b7ad6b7169203331")
@@ -32,13 +32,13 @@ def one_span(
         end_time_unix_nano=1_700_000_001_500_000_000,
         **fields,
     )
-    sp.attributes.extend(_kv(k, v) for k, v in attrs.items())
+    sp.attributes.extend(kv(k, v) for k, v in attrs.items())
     for name, eattrs in events:
         ev = sp.events.add(name=name, time_unix_nano=1_700_000_000_100_000_000)
-        ev.attributes.extend(_kv(k, v) for k, v in eattrs.items())
+        ev.attributes.extend(kv(k, v) for k, v in eattrs.items())
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    rs.resource.attributes.extend(_kv(k, v) for k, v in (resource or {}).items())
+    rs.resource.attributes.extend(kv(k, v) for k, v in (resource or {}).items())
     rs.scope_spans.add().spans.append(sp)
     return req
 

@@ -19,12 +19,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from assay.server import create_app
 from assay.settings import Settings
 from assay.store.duckdb import DuckDBStore
+from assay.synthetic import any_value
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 U64 = 2**64 - 1
@@ -125,22 +126,6 @@ def gen_trace(draw: st.DrawFn) -> tuple[bytes, list[GenSpan], str | None]:
 
 
 # -- encoding ----------------------------------------------------------------------------
-
-
-def any_value(value: Any) -> AnyValue:
-    v = AnyValue()
-    if isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    elif isinstance(value, list):
-        v.array_value.SetInParent()  # an empty list is still a (present) array
-        v.array_value.values.extend(any_value(x) for x in value)
-    else:
-        v.string_value = value
-    return v
 
 
 def to_request(

@@ -15,7 +15,6 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ import anyio
 import pyarrow as pa
 
 from assay.batch import from_ipc, spans_to_arrow, to_ipc
-from assay.model import Span
 from assay.otlp import decode
 from assay.pricing import PriceTable, load_prices
 from assay.store import Store
@@ -178,9 +176,8 @@ class Ingestor:
         """Current counters."""
         return IngestStats(self._pending, self._written, self._batches, self._rejected)
 
-    async def submit(self, spans: Sequence[Span] | pa.Table) -> int:
-        """Queue spans (or a table of them) and wait until they are committed."""
-        table = spans if isinstance(spans, pa.Table) else spans_to_arrow(spans)
+    async def submit(self, table: pa.Table) -> int:
+        """Queue a table of spans (:data:`assay.batch.SCHEMA`) and wait for its commit."""
         n = table.num_rows
         if not n:
             return 0

@@ -88,14 +88,6 @@ class Span:
     resource_attributes: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The span as JSON-ready values (timestamps as ISO-8601 UTC strings)."""
-        out: dict[str, Any] = {}
-        for name in SPAN_COLUMNS:
-            value = getattr(self, name)
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class Project:
@@ -133,12 +125,6 @@ class TraceSummary:
     cost: float | None
     models: list[str]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values."""
-        out = {k: getattr(self, k) for k in self.__slots__}
-        out["start_time"] = self.start_time.isoformat()
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class Aggregate:
@@ -157,12 +143,6 @@ class Aggregate:
     cost: float
     unpriced_calls: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values."""
-        out = {k: getattr(self, k) for k in self.__slots__}
-        out["bucket"] = self.bucket.isoformat() if self.bucket else None
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class UnpricedModel:
@@ -174,9 +154,3 @@ class UnpricedModel:
     input_tokens: int
     output_tokens: int
     last_seen: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values."""
-        out = {k: getattr(self, k) for k in self.__slots__}
-        out["last_seen"] = self.last_seen.isoformat()
-        return out

@@ -24,6 +24,11 @@ class Price:
     output: float
     cached_input: float | None = None
 
+    @property
+    def cached_rate(self) -> float:
+        """The rate for cached input tokens (the input rate when the model has none)."""
+        return self.input if self.cached_input is None else self.cached_input
+
 
 class PriceTable:
     """Looks a model name up by exact match, then by the longest known prefix.
@@ -86,8 +91,7 @@ class PriceTable:
             return None
         tin = input_tokens or 0
         cached = min(cached_input_tokens or 0, tin)
-        cached_rate = p.input if p.cached_input is None else p.cached_input
-        usd = (tin - cached) * p.input + cached * cached_rate + (output_tokens or 0) * p.output
+        usd = (tin - cached) * p.input + cached * p.cached_rate + (output_tokens or 0) * p.output
         return usd / 1e6
 
 

@@ -78,7 +78,8 @@ ROUTES = ("/chat", "/search", "/summarize")
 RELEASES = ("v1.4.0", "v1.5.0")
 
 
-def _kv(key: str, value: Any) -> KeyValue:
+def any_value(value: Any) -> AnyValue:
+    """A Python value (bool, int, float, list, else text) as an OTLP AnyValue."""
     v = AnyValue()
     if isinstance(value, bool):
         v.bool_value = value
@@ -87,10 +88,16 @@ def _kv(key: str, value: Any) -> KeyValue:
     elif isinstance(value, float):
         v.double_value = value
     elif isinstance(value, list):
-        v.array_value.values.extend(_kv("", x).value for x in value)
+        v.array_value.SetInParent()  # an empty list is still a (present) array
+        v.array_value.values.extend(any_value(x) for x in value)
     else:
         v.string_value = str(value)
-    return KeyValue(key=key, value=v)
+    return v
+
+
+def kv(key: str, value: Any) -> KeyValue:
+    """One OTLP attribute."""
+    return KeyValue(key=key, value=any_value(value))
 
 
 def text(rng: random.Random, chars: int = 500) -> str:
@@ -122,12 +129,12 @@ def trace_spans(rng: random.Random, start_ns: int, error_rate: float = 0.02) -> 
     )
     root.attributes.extend(
         [
-            _kv("openinference.span.kind", "CHAIN"),
-            _kv("input.value", question),
-            _kv("output.value", answer),
-            _kv("http.route", route),
-            _kv("session.id", f"s{rng.randrange(5000)}"),
-            _kv("user.id", f"u{rng.randrange(1000)}"),
+            kv("openinference.span.kind", "CHAIN"),
+            kv("input.value", question),
+            kv("output.value", answer),
+            kv("http.route", route),
+            kv("session.id", f"s{rng.randrange(5000)}"),
+            kv("user.id", f"u{rng.randrange(1000)}"),
         ]
     )
     spans.append(root)
@@ -140,7 +147,7 @@ def trace_spans(rng: random.Random, start_ns: int, error_rate: float = 0.02) -> 
     )
     retr.end_time_unix_nano = retr.start_time_unix_nano + int(rng.lognormvariate(17, 0.4))
     retr.attributes.extend(
-        [_kv("openinference.span.kind", "RETRIEVER"), _kv("input.value", question[:120])]
+        [kv("openinference.span.kind", "RETRIEVER"), kv("input.value", question[:120])]
     )
     spans.append(retr)
     model = rng.choice(MODELS)
@@ -156,21 +163,21 @@ def trace_spans(rng: random.Random, start_ns: int, error_rate: float = 0.02) -> 
     tin, tout = rng.randint(200, 1500), rng.randint(50, 400)
     llm.attributes.extend(
         [
-            _kv("openinference.span.kind", "LLM"),
-            _kv("llm.model_name", model),
-            _kv("llm.provider", "openai"),
-            _kv("llm.token_count.prompt", tin),
-            _kv("llm.token_count.completion", tout),
-            _kv("llm.token_count.total", tin + tout),
-            _kv("llm.input_messages.0.message.role", "system"),
-            _kv("llm.input_messages.0.message.content", "You are a helpful support agent."),
-            _kv("llm.input_messages.1.message.role", "user"),
-            _kv("llm.input_messages.1.message.content", question),
-            _kv("llm.output_messages.0.message.role", "assistant"),
-            _kv("llm.output_messages.0.message.content", answer),
-            _kv("input.value", json.dumps({"messages": [{"role": "user", "content": question}]})),
-            _kv("input.mime_type", "application/json"),
-            _kv("output.value", answer),
+            kv("openinference.span.kind", "LLM"),
+            kv("llm.model_name", model),
+            kv("llm.provider", "openai"),
+            kv("llm.token_count.prompt", tin),
+            kv("llm.token_count.completion", tout),
+            kv("llm.token_count.total", tin + tout),
+            kv("llm.input_messages.0.message.role", "system"),
+            kv("llm.input_messages.0.message.content", "You are a helpful support agent."),
+            kv("llm.input_messages.1.message.role", "user"),
+            kv("llm.input_messages.1.message.content", question),
+            kv("llm.output_messages.0.message.role", "assistant"),
+            kv("llm.output_messages.0.message.content", answer),
+            kv("input.value", json.dumps({"messages": [{"role": "user", "content": question}]})),
+            kv("input.mime_type", "application/json"),
+            kv("output.value", answer),
         ]
     )
     if rng.random() < error_rate:
@@ -187,14 +194,14 @@ def trace_spans(rng: random.Random, start_ns: int, error_rate: float = 0.02) -> 
     judge.end_time_unix_nano = judge.start_time_unix_nano + int(rng.lognormvariate(19.5, 0.4))
     judge.attributes.extend(
         [
-            _kv("gen_ai.operation.name", "chat"),
-            _kv("gen_ai.provider.name", "openai"),
-            _kv("gen_ai.request.model", "gpt-4o-mini"),
-            _kv("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
-            _kv("gen_ai.usage.input_tokens", rng.randint(100, 600)),
-            _kv("gen_ai.usage.output_tokens", rng.randint(5, 60)),
-            _kv("gen_ai.response.finish_reasons", ["stop"]),
-            _kv(
+            kv("gen_ai.operation.name", "chat"),
+            kv("gen_ai.provider.name", "openai"),
+            kv("gen_ai.request.model", "gpt-4o-mini"),
+            kv("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
+            kv("gen_ai.usage.input_tokens", rng.randint(100, 600)),
+            kv("gen_ai.usage.output_tokens", rng.randint(5, 60)),
+            kv("gen_ai.response.finish_reasons", ["stop"]),
+            kv(
                 "gen_ai.input.messages",
                 json.dumps(
                     [
@@ -210,7 +217,7 @@ def trace_spans(rng: random.Random, start_ns: int, error_rate: float = 0.02) -> 
                     ]
                 ),
             ),
-            _kv(
+            kv(
                 "gen_ai.output.messages",
                 json.dumps(
                     [
@@ -237,9 +244,9 @@ def request(
     rs = req.resource_spans.add()
     rs.resource.attributes.extend(
         [
-            _kv("service.name", service),
-            _kv("service.version", release),
-            _kv("deployment.environment.name", "production"),
+            kv("service.name", service),
+            kv("service.version", release),
+            kv("deployment.environment.name", "production"),
         ]
     )
     ss = rs.scope_spans.add()

@@ -127,7 +127,8 @@ class DuckDBStore:
                     "to open the file directly."
                 ) from None
             raise StoreError(f"cannot open database {path!r}: {exc}") from None
-        self._con.execute("SET TimeZone = 'UTC'")
+        # GLOBAL: every cursor (one per call) inherits it, so no per-call SET.
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
         if not read_only:
             self._migrate()
@@ -135,9 +136,7 @@ class DuckDBStore:
     # -- plumbing -----------------------------------------------------------------
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cur = self._con.cursor()
-        cur.execute("SET TimeZone = 'UTC'")
-        return cur
+        return self._con.cursor()
 
     def _migrate(self) -> None:
         con = self._con
@@ -388,7 +387,6 @@ class DuckDBStore:
                 p = prices.price(model)
                 if p is None:
                     continue
-                cached_rate = p.input if p.cached_input is None else p.cached_input
                 row = cur.execute(
                     """
                     UPDATE spans SET cost = (
@@ -399,7 +397,7 @@ class DuckDBStore:
                     WHERE model = ? AND cost IS NULL
                       AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)
                     """,
-                    [p.input, cached_rate, p.output, model],
+                    [p.input, p.cached_rate, p.output, model],
                 ).fetchone()
                 updated += int(row[0]) if row else 0
         return updated
