@@ -154,3 +154,70 @@ class UnpricedModel:
     input_tokens: int
     output_tokens: int
     last_seen: datetime
+
+
+# --- Evaluation values (issue 3) -------------------------------------------------------
+
+#: A case input: plain text, or chat messages ``[{"role": ..., "content": ...}, ...]``.
+CaseInput = str | list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One golden case: an input, an optional expected answer, and per-case options.
+
+    ``options`` maps a scorer name to keyword overrides for that scorer on this case
+    only (for example ``{"contains": {"value": "refund"}}``).
+    """
+
+    id: str
+    input: CaseInput
+    expected: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What a target answered for one trial, with what it cost to get it."""
+
+    text: str
+    #: The structured answer when there is one (parsed JSON, tool calls, a callable's value).
+    data: Any = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+    latency_ms: float = 0.0
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scorer's verdict on one output.
+
+    ``value`` is what statistics average: 1.0/0.0 for pass/fail scorers, a number in the
+    scorer's own range otherwise. ``passed`` is set when the scorer has a pass threshold.
+    """
+
+    value: float
+    passed: bool | None = None
+    label: str | None = None
+    explanation: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSpec:
+    """How to rebuild a scorer: its registry name and the arguments it was built with."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    #: The key its scores are reported under (defaults to ``name``; two configurations
+    #: of one scorer need different keys, e.g. ``judge_tone`` and ``judge_facts``).
+    key: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The name scores are reported under."""
+        return self.key or self.name
