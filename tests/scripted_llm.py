@@ -10,11 +10,14 @@ used. A reply is one of
   ``delay`` (seconds to wait before answering), ``headers``;
 - a dict with ``status`` (an HTTP error such as 429 or 500), optional ``headers``
   (e.g. ``{"Retry-After": "1"}``) and ``body`` (default: an OpenAI error object);
+- a dict with ``raw`` (str or bytes sent verbatim, e.g. a malformed JSON body), optional
+  ``status`` (default 200), ``headers`` and ``delay``;
 - a callable taking the request body (a dict) and returning one of the above, for
   replies that depend on the prompt.
 
 ``stream: true`` requests get server-sent events, with a final usage chunk when
-``stream_options.include_usage`` is set. Every request is recorded in ``.requests``.
+``stream_options.include_usage`` is set. Every request is recorded in ``.requests``;
+``.max_in_flight`` is the most chat requests it was answering at once.
 
 ::
 
@@ -70,6 +73,7 @@ class _Answer:
     headers: dict[str, str]
     body: dict[str, Any]
     stream: list[dict[str, Any]] | None = None
+    raw: bytes | None = None
 
 
 def _words(value: Any) -> int:
@@ -105,6 +109,8 @@ class _Server(ThreadingHTTPServer):
     # thread outlives the test that started it.
     daemon_threads = False
     block_on_close = True
+    # Many concurrent clients connect at once (one connection per request, HTTP/1.0).
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up is expected in tests; anything else is a bug.
@@ -137,6 +143,9 @@ class ScriptedLLM:
         )
         self._thread.start()
         self._closed = False
+        self._in_flight = 0
+        #: Most chat requests answered at the same time.
+        self.max_in_flight = 0
 
     def queue(self, *replies: Reply) -> ScriptedLLM:
         """Append replies, served in order before the default."""
@@ -181,6 +190,10 @@ class ScriptedLLM:
         spec: dict[str, Any] = {"content": reply} if isinstance(reply, str) else dict(reply)
         delay = float(spec.get("delay", 0))
         headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+        if "raw" in spec:
+            raw = spec["raw"]
+            data = raw if isinstance(raw, bytes) else str(raw).encode()
+            return _Answer(int(spec.get("status", 200)), headers, {}, raw=data), delay
         if "status" in spec and int(spec["status"]) >= 400:
             status = int(spec["status"])
             error = spec.get("body") or {
@@ -302,9 +315,28 @@ class ScriptedLLM:
                         {},
                     )
                     return
-                answer, delay = scripted._answer(body)
-                if delay:
-                    time.sleep(delay)
+                with scripted._lock:
+                    scripted._in_flight += 1
+                    scripted.max_in_flight = max(scripted.max_in_flight, scripted._in_flight)
+                try:
+                    answer, delay = scripted._answer(body)
+                    if delay:
+                        time.sleep(delay)
+                    self._reply(answer)
+                finally:
+                    with scripted._lock:
+                        scripted._in_flight -= 1
+
+            def _reply(self, answer: _Answer) -> None:
+                if answer.raw is not None:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer.raw)))
+                    for k, v in answer.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(answer.raw)
+                    return
                 if answer.stream is None:
                     self._send_json(answer.status, answer.body, answer.headers)
                     return
