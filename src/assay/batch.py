@@ -7,6 +7,7 @@ runs in worker processes to use more than one core) and every backend bulk-loads
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ _TYPES: dict[str, pa.DataType] = {
     "total_tokens": pa.int64(),
 }
 SCHEMA = pa.schema([(c, _TYPES.get(c, pa.string())) for c in SPAN_COLUMNS])
+_ROW = operator.attrgetter(*SPAN_COLUMNS)
 
 
 def spans_to_arrow(rows: Sequence[Span]) -> pa.Table:
@@ -42,18 +44,21 @@ def spans_to_arrow(rows: Sequence[Span]) -> pa.Table:
             out = shared[key] = dumps(obj, ensure_ascii=False)
         return out
 
-    columns: dict[str, list[Any]] = {}
-    for c in SPAN_COLUMNS:
+    # One C-level attrgetter call per row, then a transpose: far cheaper than a getattr
+    # per cell.
+    values = list(zip(*map(_ROW, rows), strict=True)) if rows else [()] * len(SPAN_COLUMNS)
+    arrays: list[Any] = []
+    for i, c in enumerate(SPAN_COLUMNS):
+        col = values[i]
         if c == "resource_attributes":
-            columns[c] = [shared_dump(s.resource_attributes) for s in rows]
+            arrays.append([shared_dump(v) for v in col])
         elif c in JSON_COLUMNS:
-            columns[c] = [
-                None if (v := getattr(s, c)) is None else dumps(v, ensure_ascii=False)
-                for s in rows
-            ]
+            arrays.append([None if v is None else dumps(v, ensure_ascii=False) for v in col])
         else:
-            columns[c] = [getattr(s, c) for s in rows]
-    return pa.Table.from_pydict(columns, schema=SCHEMA)
+            arrays.append(col)
+    return pa.Table.from_arrays(
+        [pa.array(a, type=f.type) for a, f in zip(arrays, SCHEMA, strict=True)], schema=SCHEMA
+    )
 
 
 def to_ipc(table: pa.Table) -> bytes:

@@ -221,3 +221,59 @@ class ScorerSpec:
     def label(self) -> str:
         """The name scores are reported under."""
         return self.key or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenVersion:
+    """One stored version of a golden set (its cases are fetched separately)."""
+
+    project: str
+    name: str
+    #: Full sha256 of the canonical cases; shown shortened like a git hash.
+    version: str
+    description: str | None
+    case_count: int
+    created_at: datetime
+    source: str | None = None
+
+    @property
+    def short(self) -> str:
+        """The version as users type it."""
+        return self.version[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRun:
+    """An evaluation run: a golden-set version × a target × scorers × K trials."""
+
+    project: str
+    run_id: str
+    golden: str
+    golden_version: str
+    target: dict[str, Any]
+    scorers: list[ScorerSpec]
+    trials: int
+    status: str  # running | finished | interrupted | failed
+    created_at: datetime
+    finished_at: datetime | None = None
+    name: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One attempt of one case in a run: the output (or the error) and its scores.
+
+    ``scores`` holds successful scores by scorer label; ``score_errors`` the scorers that
+    failed on this output (a failed judge is not a zero).
+    """
+
+    run_id: str
+    case_id: str
+    trial: int
+    output: Output | None
+    error: str | None
+    scores: dict[str, Score]
+    started_at: datetime
+    finished_at: datetime
+    score_errors: dict[str, str] = field(default_factory=dict)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from assay.model import Aggregate, ApiKey, Project, Span, TraceSummary, UnpricedModel
+from assay.model import (
+    Aggregate,
+    ApiKey,
+    EvalRun,
+    GoldenVersion,
+    Project,
+    Span,
+    TraceSummary,
+    Trial,
+    UnpricedModel,
+)
 from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter
 
@@ -86,6 +96,60 @@ class Store(Protocol):
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key; False when no such key exists."""
+        ...
+
+    def save_golden_set(
+        self,
+        project: str,
+        name: str,
+        version: str,
+        cases: Sequence[dict[str, Any]],
+        description: str | None = None,
+        source: str | None = None,
+    ) -> tuple[GoldenVersion, bool]:
+        """Store an immutable golden-set version; returns it and whether it was new."""
+        ...
+
+    def list_golden_versions(self, project: str, name: str | None = None) -> list[GoldenVersion]:
+        """Versions of one golden set (or all), newest first."""
+        ...
+
+    def resolve_golden(
+        self, project: str, name: str, version: str | None = None
+    ) -> GoldenVersion | None:
+        """The newest version of a set, or the one whose hash starts with ``version``."""
+        ...
+
+    def golden_cases(self, project: str, name: str, version: str) -> list[dict[str, Any]]:
+        """The cases of one stored version, in file order."""
+        ...
+
+    def create_run(self, run: EvalRun) -> EvalRun:
+        """Record a new eval run."""
+        ...
+
+    def get_run(self, project: str, run_id: str) -> EvalRun | None:
+        """One run by id or unique id prefix."""
+        ...
+
+    def list_runs(self, project: str, golden: str | None = None, limit: int = 50) -> list[EvalRun]:
+        """Runs, newest first."""
+        ...
+
+    def set_run_status(self, project: str, run_id: str, status: str) -> None:
+        """Mark a run running, finished, interrupted or failed."""
+        ...
+
+    def record_trials(self, project: str, trials: Sequence[Trial]) -> int:
+        """Durably store finished trials of one run with their scores; idempotent."""
+        ...
+
+    def completed_trials(self, project: str, run_id: str) -> set[tuple[str, int]]:
+        """(case id, trial) pairs that finished without a target error."""
+        ...
+
+    def iter_trials(self, project: str, run_id: str) -> Iterator[Trial]:
+        """A run's trials with scores, by case then trial, streamed."""
         ...
 
     def close(self) -> None:

@@ -89,3 +89,92 @@ def m002_projects_and_keys(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m003_evals(con: Any) -> None:
+    # Golden-set versions are immutable and named by the hash of their cases.
+    con.execute(
+        """
+        CREATE TABLE golden_sets (
+            project VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            version VARCHAR NOT NULL,
+            description VARCHAR,
+            case_count INTEGER NOT NULL,
+            source VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (project, name, version)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE golden_cases (
+            project VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            version VARCHAR NOT NULL,
+            position INTEGER NOT NULL,
+            case_id VARCHAR NOT NULL,
+            body JSON NOT NULL,
+            PRIMARY KEY (project, name, version, case_id)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE eval_runs (
+            project VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,
+            name VARCHAR,
+            golden VARCHAR NOT NULL,
+            golden_version VARCHAR NOT NULL,
+            target JSON NOT NULL,
+            scorers JSON NOT NULL,
+            trials INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP,
+            metadata JSON,
+            PRIMARY KEY (project, run_id)
+        )
+        """
+    )
+    # Keyed by (run, case, trial): a resumed run repeats nothing that finished.
+    con.execute(
+        """
+        CREATE TABLE eval_trials (
+            project VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,
+            case_id VARCHAR NOT NULL,
+            trial INTEGER NOT NULL,
+            output JSON,
+            error VARCHAR,
+            latency_ms DOUBLE,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cost DOUBLE,
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (project, run_id, case_id, trial)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE eval_scores (
+            project VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,
+            case_id VARCHAR NOT NULL,
+            trial INTEGER NOT NULL,
+            scorer VARCHAR NOT NULL,
+            value DOUBLE,
+            passed BOOLEAN,
+            label VARCHAR,
+            explanation VARCHAR,
+            metadata JSON,
+            error VARCHAR,
+            PRIMARY KEY (project, run_id, case_id, trial, scorer)
+        )
+        """
+    )

@@ -1,0 +1,99 @@
+"""Golden sets, runs, trials and scores: behaviour every backend must share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from assay.model import EvalRun, Output, Score, ScorerSpec, Trial
+from assay.store import Store, StoreError
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+CASES = [{"id": "b", "input": "hi"}, {"id": "a", "input": [{"role": "user", "content": "yo"}]}]
+
+
+def run(run_id: str = "r1", **kw: object) -> EvalRun:
+    values: dict[str, object] = dict(
+        project="p",
+        run_id=run_id,
+        golden="support",
+        golden_version="ab" * 32,
+        target={"kind": "openai", "model": "m"},
+        scorers=[ScorerSpec("exact"), ScorerSpec("judge", {"mode": "likert"}, key="tone")],
+        trials=2,
+        status="running",
+        created_at=NOW,
+    )
+    values.update(kw)
+    return EvalRun(**values)  # type: ignore[arg-type]
+
+
+def trial(case: str, k: int, *, error: str | None = None, value: float = 1.0) -> Trial:
+    return Trial(
+        run_id="r1",
+        case_id=case,
+        trial=k,
+        output=None if error else Output(text=f"{case}{k}", latency_ms=12.5, cost=0.001),
+        error=error,
+        scores={} if error else {"exact": Score(value, passed=value == 1.0, explanation="x")},
+        score_errors={} if error else {"tone": "judge reply malformed after 3 attempts"},
+        started_at=NOW,
+        finished_at=NOW,
+    )
+
+
+def test_golden_versions_are_immutable_and_resolvable(store: Store) -> None:
+    v1, new = store.save_golden_set("p", "support", "a" * 64, CASES, description="d")
+    assert new and v1.case_count == 2 and v1.short == "a" * 12
+    again, new_again = store.save_golden_set("p", "support", "a" * 64, CASES[:1])
+    assert not new_again and again.case_count == 2  # a stored version never changes
+    store.save_golden_set("p", "support", "ab" + "c" * 62, CASES[:1])
+    assert [c["id"] for c in store.golden_cases("p", "support", "a" * 64)] == ["b", "a"]
+    assert store.resolve_golden("p", "support", "aaaa") == v1
+    assert store.resolve_golden("p", "support").version == "ab" + "c" * 62  # type: ignore[union-attr]
+    assert store.resolve_golden("p", "nope") is None
+    assert store.resolve_golden("q", "support") is None  # projects are isolated
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.resolve_golden("p", "support", "a")
+    assert len(store.list_golden_versions("p", "support")) == 2
+
+
+def test_runs_round_trip_and_prefix_lookup(store: Store) -> None:
+    store.create_run(run())
+    store.create_run(run("r2-long"))
+    got = store.get_run("p", "r1")
+    assert got == run()
+    assert got.scorers[1].label == "tone"  # type: ignore[union-attr]
+    assert store.get_run("p", "r2") is not None and store.get_run("q", "r1") is None
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_run(run())
+    store.set_run_status("p", "r1", "finished")
+    finished = store.get_run("p", "r1")
+    assert finished is not None and finished.status == "finished" and finished.finished_at
+    assert {r.run_id for r in store.list_runs("p")} == {"r1", "r2-long"}
+
+
+def test_trials_are_idempotent_and_failed_ones_are_retried(store: Store) -> None:
+    store.create_run(run())
+    assert store.record_trials("p", [trial("a", 0), trial("a", 1, error="timeout")]) == 2
+    assert store.completed_trials("p", "r1") == {("a", 0)}
+    # A resend of a finished trial adds nothing; a retried failure replaces the error.
+    assert store.record_trials("p", [trial("a", 0, value=0.0), trial("a", 1)]) == 1
+    trials = list(store.iter_trials("p", "r1"))
+    assert [(t.case_id, t.trial, t.error) for t in trials] == [("a", 0, None), ("a", 1, None)]
+    assert trials[0].scores["exact"].value == 1.0  # the first write won
+    assert trials[0].score_errors == {"tone": "judge reply malformed after 3 attempts"}
+    assert trials[0].output == Output(text="a0", latency_ms=12.5, cost=0.001)
+    assert store.completed_trials("p", "r1") == {("a", 0), ("a", 1)}
+
+
+def test_iter_trials_streams_in_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import assay.store.duckdb_evals as evals
+
+    monkeypatch.setattr(evals, "_TRIAL_PAGE", 3)
+    store.create_run(run())
+    store.record_trials("p", [trial(f"c{i}", k) for i in range(4) for k in range(2)])
+    got = [(t.case_id, t.trial) for t in store.iter_trials("p", "r1")]
+    assert got == [(f"c{i}", k) for i in range(4) for k in range(2)]
+    assert all(t.scores for t in store.iter_trials("p", "r1"))
