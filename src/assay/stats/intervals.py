@@ -70,7 +70,12 @@ def estimate_mean(case_scores: CaseScores, level: float = 0.95) -> Estimate:
     n = len(means)
     n_trials = int(sum(len(a) for a in arrays))
     mean = float(means.mean())
-    se = float(means.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    if n == 1:
+        se = math.inf
+    elif np.ptp(means) == 0.0:  # equal means: exactly 0, not a rounding residue
+        se = 0.0
+    else:
+        se = float(means.std(ddof=1) / math.sqrt(n))
     binary = is_binary(arrays)
     if binary:
         successes = float(means.sum())

@@ -26,10 +26,13 @@ class Comparison:
     ``diff`` is mean(candidate) − mean(baseline) over shared cases, each case weighing
     the same; ``low``/``high`` its t interval. ``p_value`` comes from ``test``
     (``"mcnemar-exact"``, ``"sign-flip-exact"`` or ``"sign-flip-monte-carlo"``). The
-    verdict is decided by ``p_adjusted`` when Benjamini–Hochberg was applied (see
-    ``adjustment``), else by ``p_value``, against alpha = 1 − level; the sign of ``diff``
+    verdict uses ``p_adjusted`` when Benjamini–Hochberg was applied (see
+    ``adjustment``), else ``p_value``, against alpha = 1 − level; the sign of ``diff``
     and ``higher_is_better`` give its direction. ``mde`` is the smallest true difference
-    this many cases would detect with probability ``power``.
+    this many cases would detect with probability ``power``. The verdict is
+    "improvement" or "regression" only when that p-value is ≤ alpha *and* the interval
+    excludes 0; where the two disagree the result is borderline and reads "no detectable
+    change".
     """
 
     n_cases: int
@@ -70,9 +73,12 @@ class Comparison:
         return sample_size(delta, self.var_d, alpha=self.alpha, power=self.power)
 
 
-def _verdict(p: float, diff: float, alpha: float, higher_is_better: bool) -> Verdict:
-    if not p <= alpha or diff == 0.0:
+def _verdict(p: float, low: float, high: float, alpha: float, higher_is_better: bool) -> Verdict:
+    # The test and the interval must agree: a verdict never sits next to an interval
+    # that contains 0, and an interval alone never overrides the exact test.
+    if not (p <= alpha and (low > 0.0 or high < 0.0)):
         return "no detectable change"
+    diff = low if low > 0.0 else high
     return "improvement" if (diff > 0) == higher_is_better else "regression"
 
 
@@ -163,7 +169,7 @@ def compare_paired(
     binary = is_binary(base) and is_binary(cand)
 
     if n > 1:
-        var_d = float(d.var(ddof=1))
+        var_d = 0.0 if np.ptp(d) == 0.0 else float(d.var(ddof=1))
         se = math.sqrt(var_d / n)
         t = float(sps.t.ppf(1.0 - alpha / 2.0, n - 1))
         low, high = diff - t * se, diff + t * se
@@ -210,7 +216,7 @@ def compare_paired(
         test=test,
         mde=mde,
         power=power,
-        verdict=_verdict(p, diff, alpha, higher_is_better),
+        verdict=_verdict(p, low, high, alpha, higher_is_better),
         higher_is_better=higher_is_better,
         n_better=up if higher_is_better else down,
         n_worse=down if higher_is_better else up,
@@ -286,7 +292,7 @@ def compare_many(
             p_adjusted=q,
             adjustment="benjamini-hochberg",
             n_family=len(results),
-            verdict=_verdict(q, c.diff, c.alpha, c.higher_is_better),
+            verdict=_verdict(q, c.low, c.high, c.alpha, c.higher_is_better),
         )
         for (name, c), q in zip(results.items(), adjusted, strict=True)
     }
