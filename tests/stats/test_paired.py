@@ -217,3 +217,9 @@ def test_power_matches_the_planning_formula() -> None:
     # The MDE a finished comparison prints is the delta it was planned for.
     assert float(np.mean(mdes)) == pytest.approx(minimum_detectable_effect(var_d, n), rel=0.03)
     assert float(np.mean(mdes)) == pytest.approx(delta, rel=0.03)
+
+
+def test_rounding_noise_is_not_a_change() -> None:
+    # mean(0.1, 0.2) and mean(0.15, 0.15) differ only in the last bits of a float.
+    comp = compare_paired({"a": [0.1, 0.2], "b": [0.3]}, {"a": [0.15, 0.15], "b": [0.3]})
+    assert (comp.n_same, comp.diff, comp.p_value) == (2, 0.0, 1.0)

@@ -35,7 +35,13 @@ def trial_array(scores: Sequence[float], where: str) -> FloatArray:
         )
     if len(scores) == 0:
         raise ValueError(f"{where}: a case has no trial scores; drop the case or score it")
-    values = []
+    try:
+        fast = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        fast = None
+    if fast is not None and fast.ndim == 1 and bool(np.isfinite(fast).all()):
+        return fast
+    # Slow path only to name the offending trial in the error.
     for k, s in enumerate(scores):
         try:
             v = float(s)
@@ -43,8 +49,7 @@ def trial_array(scores: Sequence[float], where: str) -> FloatArray:
             raise TypeError(f"{where}[{k}]: score {s!r} is not a number") from None
         if not math.isfinite(v):
             raise ValueError(f"{where}[{k}]: score {s!r} is not finite; fix or drop the trial")
-        values.append(v)
-    return np.asarray(values, dtype=np.float64)
+    raise TypeError(f"{where}: expected a flat sequence of numbers, one per trial")
 
 
 def is_binary(arrays: Sequence[FloatArray]) -> bool:
