@@ -68,7 +68,8 @@ class DecodeResult:
         if not self.rejected:
             return ""
         shown = "; ".join(self.errors[:5])
-        more = f" (and {len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
+        hidden = self.rejected - len(self.errors[:5])  # errors may hold only the first few
+        more = f" (and {hidden} more)" if hidden > 0 else ""
         return f"{self.rejected} span(s) rejected: {shown}{more}"
 
 
@@ -597,15 +598,27 @@ def _invalid_reason(sp: Any) -> str | None:
 
 
 def decode_request(
-    request: ExportTraceServiceRequest, project: str, prices: PriceTable | None
+    request: ExportTraceServiceRequest,
+    project: str,
+    prices: PriceTable | None,
+    part: int = 0,
+    parts: int = 1,
 ) -> DecodeResult:
-    """Map every span of a request; invalid spans are counted and explained, not raised."""
+    """Map every span of a request; invalid spans are counted and explained, not raised.
+
+    With ``parts`` > 1 only every ``parts``-th span starting at ``part`` is mapped, so
+    several workers can share one large request.
+    """
     result = DecodeResult()
+    index = -1
     for rs in request.resource_spans:
         resource = attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
             scope = ss.scope.name or None
             for sp in ss.spans:
+                index += 1
+                if parts > 1 and index % parts != part:
+                    continue
                 reason = _invalid_reason(sp)
                 if reason is not None:
                     result.rejected += 1
@@ -622,11 +635,16 @@ def decode_request(
 
 
 def decode(
-    body: bytes, json_encoding: bool, project: str, prices: PriceTable | None
+    body: bytes,
+    json_encoding: bool,
+    project: str,
+    prices: PriceTable | None,
+    part: int = 0,
+    parts: int = 1,
 ) -> DecodeResult:
-    """Parse an OTLP body (protobuf or JSON) and map its spans."""
+    """Parse an OTLP body (protobuf or JSON) and map its spans (or one share of them)."""
     request = parse_json(body) if json_encoding else parse_protobuf(body)
-    return decode_request(request, project, prices)
+    return decode_request(request, project, prices, part, parts)
 
 
 __all__ = [
