@@ -1,0 +1,386 @@
+"""What a finished run says: per-scorer estimates, flaky cases, pass@k, cost and latency;
+how two runs compare; whether a CI gate passes; the JUnit XML a CI server shows."""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from assay.model import EvalRun, Trial
+from assay.stats import (
+    Comparison,
+    Estimate,
+    TrialAgreement,
+    average_pass_at_k,
+    average_pass_hat_k,
+    compare_many,
+    estimate_mean,
+    trial_agreement,
+)
+
+#: case id -> trial scores of one scorer
+CaseScores = dict[str, list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSummary:
+    """One scorer over a run: the mean with its interval (cases as clusters), trial
+    agreement and flaky cases, pass@k / pass^k for pass/fail scores, scoring errors."""
+
+    key: str
+    estimate: Estimate
+    agreement: TrialAgreement
+    binary: bool
+    pass_at_k: dict[int, float]
+    pass_hat_k: dict[int, float]
+    n_scored: int
+    n_errors: int
+    first_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Everything a run page, the CLI and a CI gate read from a run."""
+
+    run: EvalRun
+    n_cases: int
+    trials_done: int
+    trials_failed: int
+    first_failure: str | None
+    scorers: dict[str, ScorerSummary]
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    cost: float
+    input_tokens: int
+    output_tokens: int
+    #: case id -> scorer key -> trial scores, for the per-case table (not serialized).
+    case_scores: dict[str, CaseScores] = field(default_factory=dict, repr=False)
+    failed_cases: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    pos = (len(values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def summarize(
+    run: EvalRun, trials: Iterable[Trial], n_cases: int, level: float = 0.95
+) -> RunSummary:
+    """Summarize a run from its stored trials (streamed: memory grows with cases, not
+    with the size of outputs)."""
+    per_scorer: dict[str, CaseScores] = {s.label: {} for s in run.scorers}
+    errors: dict[str, int] = {s.label: 0 for s in run.scorers}
+    first_error: dict[str, str] = {}
+    latencies: list[float] = []
+    cost = 0.0
+    tokens_in = tokens_out = 0
+    done = failed = 0
+    first_failure: str | None = None
+    failed_cases: dict[str, str] = {}
+    for t in trials:
+        if t.error is not None:
+            failed += 1
+            first_failure = first_failure or f"{t.case_id}#{t.trial}: {t.error}"
+            failed_cases.setdefault(t.case_id, t.error)
+            continue
+        done += 1
+        if t.output is not None:
+            latencies.append(t.output.latency_ms)
+            cost += t.output.cost or 0.0
+            tokens_in += t.output.input_tokens or 0
+            tokens_out += t.output.output_tokens or 0
+        for key, score in t.scores.items():
+            per_scorer.setdefault(key, {}).setdefault(t.case_id, []).append(score.value)
+        for key, message in t.score_errors.items():
+            errors[key] = errors.get(key, 0) + 1
+            first_error.setdefault(key, f"{t.case_id}#{t.trial}: {message}")
+    scorers: dict[str, ScorerSummary] = {}
+    for key, case_scores in per_scorer.items():
+        if not case_scores:
+            continue
+        est = estimate_mean(list(case_scores.values()), level)
+        agreement = trial_agreement(case_scores)
+        k_max = min(len(v) for v in case_scores.values())
+        ks = sorted({1, k_max}) if agreement.binary else []
+        scorers[key] = ScorerSummary(
+            key=key,
+            estimate=est,
+            agreement=agreement,
+            binary=agreement.binary,
+            pass_at_k={k: average_pass_at_k(list(case_scores.values()), k) for k in ks},
+            pass_hat_k={k: average_pass_hat_k(list(case_scores.values()), k) for k in ks},
+            n_scored=sum(len(v) for v in case_scores.values()),
+            n_errors=errors.get(key, 0),
+            first_error=first_error.get(key),
+        )
+    cases: dict[str, CaseScores] = {}
+    for key, case_scores in per_scorer.items():
+        for cid, values in case_scores.items():
+            cases.setdefault(cid, {})[key] = values
+    return RunSummary(
+        run=run,
+        n_cases=n_cases,
+        trials_done=done,
+        trials_failed=failed,
+        first_failure=first_failure,
+        scorers=scorers,
+        latency_p50_ms=_percentile(latencies, 0.5),
+        latency_p95_ms=_percentile(latencies, 0.95),
+        cost=cost,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        case_scores=cases,
+        failed_cases=failed_cases,
+    )
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunComparison:
+    """Two runs compared on the cases they share, one paired comparison per scorer
+    (Benjamini–Hochberg across scorers when there are several)."""
+
+    baseline: EvalRun
+    candidate: EvalRun
+    scorers: dict[str, Comparison]
+    skipped: dict[str, str]
+    notes: tuple[str, ...]
+
+    @property
+    def regressions(self) -> list[str]:
+        """Scorers whose verdict is a regression."""
+        return [k for k, c in self.scorers.items() if c.verdict == "regression"]
+
+
+def compare_runs(
+    baseline: EvalRun,
+    candidate: EvalRun,
+    baseline_scores: Mapping[str, CaseScores],
+    candidate_scores: Mapping[str, CaseScores],
+    *,
+    level: float = 0.95,
+    power: float = 0.8,
+    lower_is_better: Iterable[str] = (),
+    seed: int = 0,
+) -> RunComparison:
+    """Compare two runs' per-case scores scorer by scorer (scores keyed by scorer key)."""
+    notes: list[str] = []
+    if baseline.golden != candidate.golden:
+        notes.append(
+            f"different golden sets ({baseline.golden} vs {candidate.golden}): only cases "
+            "with the same id are compared"
+        )
+    elif baseline.golden_version != candidate.golden_version:
+        notes.append(
+            f"golden set {baseline.golden} changed between the runs "
+            f"({baseline.golden_version[:12]} -> {candidate.golden_version[:12]}): cases with "
+            "the same id are compared even if their content changed"
+        )
+    pairs: dict[str, tuple[CaseScores, CaseScores]] = {}
+    skipped: dict[str, str] = {}
+    for key in sorted(set(baseline_scores) | set(candidate_scores)):
+        a = baseline_scores.get(key)
+        b = candidate_scores.get(key)
+        if not a or not b:
+            skipped[key] = "only in the " + ("candidate" if not a else "baseline")
+            continue
+        if not set(a) & set(b):
+            skipped[key] = "the runs share no cases"
+            continue
+        pairs[key] = (a, b)
+    lower = set(lower_is_better)
+    comparisons = (
+        compare_many(
+            pairs,
+            level=level,
+            power=power,
+            higher_is_better={k: k not in lower for k in pairs},
+            seed=seed,
+        )
+        if pairs
+        else {}
+    )
+    return RunComparison(baseline, candidate, comparisons, skipped, tuple(notes))
+
+
+# -- gates --------------------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_GATE = re.compile(
+    r"^\s*(?P<subject>[\w\-]+(?:\.[\w\-@^]+)?)\.(?P<stat>[\w@^]+)\s*"
+    r"(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+SCORER_STATS = ("mean", "low", "high", "se", "flaky_share", "errors", "pass_at_1")
+RUN_STATS = {
+    "cost": ("total",),
+    "latency": ("p50", "p95"),
+    "trials": ("failed", "failed_share"),
+}
+
+
+class GateError(ValueError):
+    """A gate expression cannot be parsed or names something the run does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """One gate expression, the value it saw and whether it held."""
+
+    expression: str
+    value: float
+    passed: bool
+
+
+def _gate_value(summary: RunSummary, subject: str, stat: str, expression: str) -> float:
+    if subject in RUN_STATS:
+        if stat not in RUN_STATS[subject]:
+            raise GateError(
+                f"gate {expression!r}: {subject} has {', '.join(RUN_STATS[subject])}, not {stat!r}"
+            )
+        if subject == "cost":
+            return summary.cost
+        if subject == "latency":
+            value = summary.latency_p50_ms if stat == "p50" else summary.latency_p95_ms
+            return math.nan if value is None else value
+        total = summary.trials_done + summary.trials_failed
+        if stat == "failed":
+            return float(summary.trials_failed)
+        return summary.trials_failed / total if total else 0.0
+    s = summary.scorers.get(subject)
+    if s is None:
+        known = ", ".join(sorted(summary.scorers)) or "none"
+        raise GateError(
+            f"gate {expression!r}: the run has no scorer {subject!r} (scorers: {known}; "
+            f"run-level: {', '.join(RUN_STATS)})"
+        )
+    values: dict[str, float | None] = {
+        "mean": s.estimate.mean,
+        "low": s.estimate.low,
+        "high": s.estimate.high,
+        "se": s.estimate.se,
+        "flaky_share": s.agreement.flaky_share,
+        "errors": float(s.n_errors),
+        "pass_at_1": s.pass_at_k.get(1),
+    }
+    for k, v in s.pass_at_k.items():
+        values[f"pass@{k}"] = v
+    for k, v in s.pass_hat_k.items():
+        values[f"pass^{k}"] = v
+    if stat not in values:
+        raise GateError(
+            f"gate {expression!r}: unknown statistic {stat!r}; use one of "
+            f"{', '.join(sorted(values))}"
+        )
+    value = values[stat]
+    return math.nan if value is None else float(value)
+
+
+def evaluate_gates(summary: RunSummary, expressions: Iterable[str]) -> list[GateResult]:
+    """Check gate expressions such as ``correct.mean >= 0.8``, ``judge.low > 0.7``,
+    ``cost.total < 2``, ``latency.p95 <= 1500``, ``trials.failed_share < 0.05``.
+
+    A statistic that is undefined for this run (NaN) fails its gate.
+    """
+    results = []
+    for expression in expressions:
+        m = _GATE.match(expression)
+        if not m:
+            raise GateError(
+                f"gate {expression!r} is not 'SCORER.STAT OP NUMBER', e.g. "
+                "'correct.mean >= 0.8' or 'latency.p95 < 2000'"
+            )
+        value = _gate_value(summary, m["subject"], m["stat"], expression)
+        passed = not math.isnan(value) and _OPS[m["op"]](value, float(m["value"]))
+        results.append(GateResult(expression.strip(), value, passed))
+    return results
+
+
+# -- JUnit ----------------------------------------------------------------------------------------
+
+
+def junit_xml(
+    summary: RunSummary,
+    gates: Iterable[GateResult] = (),
+    comparison: RunComparison | None = None,
+    threshold: float = 1.0,
+) -> str:
+    """JUnit XML: a test per case (failed when a scorer's case mean is below
+    ``threshold`` or the target errored), per gate, and per compared scorer."""
+    run = summary.run
+    suite = ET.Element("testsuite", name=f"assay eval {run.golden} ({run.run_id})")
+    counts = {"tests": 0, "failures": 0, "errors": 0}
+
+    def case(name: str, classname: str) -> ET.Element:
+        counts["tests"] += 1
+        return ET.SubElement(suite, "testcase", name=name, classname=classname)
+
+    for cid in sorted(set(summary.case_scores) | set(summary.failed_cases)):
+        tc = case(cid, f"assay.{run.golden}")
+        if cid in summary.failed_cases and cid not in summary.case_scores:
+            counts["errors"] += 1
+            ET.SubElement(tc, "error", message=summary.failed_cases[cid][:500])
+            continue
+        low = {
+            k: sum(v) / len(v)
+            for k, v in summary.case_scores[cid].items()
+            if v and sum(v) / len(v) < threshold
+        }
+        if low:
+            counts["failures"] += 1
+            detail = ", ".join(f"{k}={v:.3f}" for k, v in sorted(low.items()))
+            ET.SubElement(tc, "failure", message=f"below {threshold:g}: {detail}")
+    for g in gates:
+        tc = case(g.expression, "assay.gate")
+        if not g.passed:
+            counts["failures"] += 1
+            ET.SubElement(tc, "failure", message=f"{g.expression} (value {g.value:.4g})")
+    if comparison is not None:
+        for key, c in comparison.scorers.items():
+            tc = case(f"{key} vs {comparison.baseline.run_id}", "assay.regression")
+            if c.verdict == "regression":
+                counts["failures"] += 1
+                ET.SubElement(
+                    tc,
+                    "failure",
+                    message=f"{key}: {c.diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}], "
+                    f"p={c.p_value:.3g}",
+                )
+    for k, v in counts.items():
+        suite.set(k, str(v))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def to_json(value: Any) -> Any:
+    """A summary, comparison or gate result as JSON-ready data (inf/NaN become None)."""
+    from dataclasses import fields, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

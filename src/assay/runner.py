@@ -1,0 +1,389 @@
+"""The eval runner: every case of a golden set K times against a target, scored as each
+trial finishes, written as it finishes, resumable, with its own calls traced.
+
+Concurrency is a fixed pool of worker tasks pulling (case, trial) pairs from a generator,
+so memory does not grow with the number of cases. Finished trials go to one writer task
+that records whatever has accumulated in one request: at low load each trial is written
+at once, under load writes batch up by themselves. A run interrupted by Ctrl-C is
+flushed and marked ``interrupted``; after a crash or ``kill`` at most the trials of the
+request in flight are lost, and ``--resume`` repeats only what was not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace import Status, StatusCode
+
+from assay import __version__
+from assay.model import Case, EvalRun, Output, Score, Trial
+from assay.scorers.base import Scorer
+from assay.targets import Target
+
+
+class RunError(RuntimeError):
+    """A run cannot start or resume (unknown run, different golden set …); says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run: trials per case, calls in flight, per-trial timeout, and labels."""
+
+    trials: int = 1
+    concurrency: int = 10
+    timeout_s: float = 120.0
+    name: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: Resume this run id instead of starting a new run.
+    resume: str | None = None
+    #: Trace the target and judge calls into the store (GenAI spans).
+    trace: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.trials, int) and 1 <= self.trials <= 1000):
+            raise RunError(f"trials={self.trials!r} must be a whole number from 1 to 1000")
+        if not (isinstance(self.concurrency, int) and 1 <= self.concurrency <= 10_000):
+            raise RunError(f"concurrency={self.concurrency!r} must be from 1 to 10000")
+        if not self.timeout_s > 0:
+            raise RunError(f"timeout_s={self.timeout_s!r} must be > 0 seconds")
+
+
+class Recorder(Protocol):
+    """Where a run's results go (the API of an assay server, remote or in-process)."""
+
+    async def start_run(self, run: EvalRun) -> EvalRun:
+        """Create the run."""
+        ...
+
+    async def get_run(self, run_id: str) -> EvalRun | None:
+        """An existing run, to resume it."""
+        ...
+
+    async def completed(self, run_id: str) -> set[tuple[str, int]]:
+        """Trials already recorded without a target error."""
+        ...
+
+    async def record(self, trials: Sequence[Trial]) -> None:
+        """Durably store finished trials."""
+        ...
+
+    async def spans(self, otlp_protobuf: bytes) -> None:
+        """Store the spans of the run's own calls (an OTLP protobuf request body)."""
+        ...
+
+    async def finish(self, run_id: str, status: str) -> None:
+        """Mark the run finished, interrupted or failed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a run stands, passed to the progress callback after each trial."""
+
+    done: int
+    total: int
+    failed: int
+    cost: float
+    elapsed_s: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Collector(SpanProcessor):
+    """Keeps finished spans until the writer sends them."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+    def drain(self) -> list[ReadableSpan]:
+        out, self.spans = self.spans, []
+        return out
+
+
+def new_run_id() -> str:
+    """A run id that sorts by creation time: ``YYYYMMDD-HHMMSS-xxxx``."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def _order(cases: Sequence[Case], trials: int, done: set[tuple[str, int]]) -> Iterator[Any]:
+    # Trial-major: after the first pass every case has a result, so a run stopped early
+    # still covers the whole golden set.
+    for k in range(trials):
+        for case in cases:
+            if (case.id, k) not in done:
+                yield case, k
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _score(scorer: Scorer, case: Case, output: Output) -> Score:
+    return await scorer.score(case, output)
+
+
+class _Run:
+    def __init__(
+        self,
+        run: EvalRun,
+        cases: Sequence[Case],
+        target: Target,
+        scorers: Sequence[Scorer],
+        recorder: Recorder,
+        options: RunOptions,
+        todo: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.run = run
+        self.cases = cases
+        self.target = target
+        self.scorers = scorers
+        self.recorder = recorder
+        self.options = options
+        self.progress = progress
+        self.queue: asyncio.Queue[Trial | None] = asyncio.Queue()
+        self.collector = _Collector()
+        self.provider = TracerProvider(
+            resource=Resource.create(
+                {
+                    "service.name": "assay-eval",
+                    "service.version": __version__,
+                    "assay.eval.run_id": run.run_id,
+                    "assay.eval.golden": run.golden,
+                }
+            )
+        )
+        self.provider.add_span_processor(self.collector)
+        self.tracer = self.provider.get_tracer("assay.runner", __version__)
+        for obj in (target, *scorers):
+            use = getattr(obj, "use_tracer_provider", None)
+            if options.trace and callable(use):
+                use(self.provider)
+        self.state = Progress(0, todo, 0, 0.0, 0.0)
+        self.t0 = time.monotonic()
+
+    async def trial(self, case: Case, k: int) -> Trial:
+        started = datetime.now(UTC)
+        attrs: dict[str, str | int] = {
+            "assay.eval.run_id": self.run.run_id,
+            "assay.eval.case_id": case.id,
+            "assay.eval.trial": k,
+        }
+        with self.tracer.start_as_current_span(f"eval {case.id}#{k}", attributes=attrs) as span:
+            output: Output | None = None
+            error: str | None = None
+            try:
+                async with asyncio.timeout(self.options.timeout_s):
+                    output = await self.target.run(case)
+            except TimeoutError:
+                error = f"no answer within timeout_s={self.options.timeout_s:g}"
+            except Exception as exc:
+                error = _error_text(exc)
+            scores: dict[str, Score] = {}
+            failures: dict[str, str] = {}
+            if output is not None:
+                trace_id = f"{span.get_span_context().trace_id:032x}"
+                output = replace(output, trace_id=output.trace_id or trace_id)
+                results = await asyncio.gather(
+                    *(_score(s, case, output) for s in self.scorers), return_exceptions=True
+                )
+                for s, r in zip(self.scorers, results, strict=True):
+                    if isinstance(r, Exception):
+                        failures[s.spec.label] = _error_text(r)
+                    elif isinstance(r, BaseException):
+                        raise r
+                    else:
+                        scores[s.spec.label] = r
+            else:
+                span.set_status(Status(StatusCode.ERROR, error))
+        return Trial(
+            run_id=self.run.run_id,
+            case_id=case.id,
+            trial=k,
+            output=output,
+            error=error,
+            scores=scores,
+            score_errors=failures,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+
+    async def worker(self, work: Iterator[Any]) -> None:
+        for case, k in work:
+            trial = await self.trial(case, k)
+            await self.queue.put(trial)
+            cost = (trial.output.cost or 0.0) if trial.output else 0.0
+            self.state = Progress(
+                self.state.done + 1,
+                self.state.total,
+                self.state.failed + (trial.error is not None),
+                self.state.cost + cost,
+                time.monotonic() - self.t0,
+            )
+            if self.progress is not None:
+                self.progress(self.state)
+
+    async def writer(self) -> None:
+        while True:
+            item = await self.queue.get()
+            batch: list[Trial] = []
+            stop = item is None
+            if item is not None:
+                batch.append(item)
+            while not self.queue.empty():
+                more = self.queue.get_nowait()
+                if more is None:
+                    stop = True
+                else:
+                    batch.append(more)
+            if batch:
+                await self.recorder.record(batch)
+            await self.flush_spans()
+            if stop:
+                return
+
+    async def flush_spans(self) -> None:
+        spans = self.collector.drain()
+        if spans and self.options.trace:
+            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+            await self.recorder.spans(encode_spans(spans).SerializeToString())
+
+
+async def run_eval(
+    golden: str,
+    golden_version: str,
+    cases: Sequence[Case],
+    target: Target,
+    scorers: Sequence[Scorer],
+    recorder: Recorder,
+    options: RunOptions | None = None,
+    progress: ProgressCallback | None = None,
+    project: str = "default",
+) -> EvalRun:
+    """Run (or resume) an evaluation and return the run as recorded.
+
+    Every trial is recorded as it finishes. On cancellation (Ctrl-C) the trials that
+    finished are recorded, the run is marked ``interrupted`` and the cancellation goes on.
+    """
+    options = options or RunOptions()
+    if not cases:
+        raise RunError(f"golden set {golden!r} has no cases")
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        raise RunError(f"golden set {golden!r} has duplicate case ids")
+    specs = [s.spec for s in scorers]
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise RunError(
+            f"two scorers report under the same name ({labels}); give one a 'key' to tell "
+            "them apart"
+        )
+    if options.resume:
+        existing = await recorder.get_run(options.resume)
+        if existing is None:
+            raise RunError(f"no run {options.resume!r} to resume; `assay eval list` shows runs")
+        if existing.golden_version != golden_version:
+            raise RunError(
+                f"run {existing.run_id} evaluated golden set {existing.golden} version "
+                f"{existing.golden_version[:12]}, not {golden_version[:12]}; resume with the "
+                "same version (assay goldens show) or start a new run"
+            )
+        if [s.label for s in existing.scorers] != labels:
+            raise RunError(
+                f"run {existing.run_id} was scored by {[s.label for s in existing.scorers]}, "
+                f"not {labels}; resume with the same scorers or start a new run"
+            )
+        run = existing
+        trials = max(run.trials, options.trials)
+        done = await recorder.completed(run.run_id)
+    else:
+        run = EvalRun(
+            project=project,
+            run_id=new_run_id(),
+            name=options.name,
+            golden=golden,
+            golden_version=golden_version,
+            target=target.describe(),
+            scorers=list(specs),
+            trials=options.trials,
+            status="running",
+            created_at=datetime.now(UTC),
+            metadata=dict(options.metadata),
+        )
+        run = await recorder.start_run(run)
+        trials = run.trials
+        done = set()
+    todo = sum(1 for _ in _order(cases, trials, done))
+    state = _Run(run, cases, target, scorers, recorder, options, todo, progress)
+    work = _order(cases, trials, done)
+    writer = asyncio.create_task(state.writer())
+    workers = [
+        asyncio.create_task(state.worker(work)) for _ in range(min(options.concurrency, todo))
+    ]
+    all_workers = asyncio.gather(*workers)
+    status = "failed"
+    try:
+        await asyncio.wait(
+            [cast("asyncio.Future[Any]", all_workers), writer], return_when=asyncio.FIRST_COMPLETED
+        )
+        if writer.done():
+            # The writer only ends early when recording failed: stop, nothing more can be kept.
+            writer.result()
+        all_workers.result()
+        status = "finished"
+    except asyncio.CancelledError:
+        status = "interrupted"
+        raise
+    finally:
+        all_workers.cancel()
+        await asyncio.gather(all_workers, return_exceptions=True)
+        if not writer.done():
+            await state.queue.put(None)
+            # What finished must be written even while we are being cancelled.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(writer)
+        with contextlib.suppress(Exception):
+            await recorder.finish(run.run_id, status)
+        state.provider.shutdown()
+    if run.trials != trials:
+        run = replace(run, trials=trials)
+    return replace(run, status=status)
+
+
+@contextlib.asynccontextmanager
+async def closing(target: Target, scorers: Sequence[Scorer]) -> AsyncIterator[None]:
+    """Close a target and any scorers that hold connections when the block ends."""
+    try:
+        yield
+    finally:
+        await target.aclose()
+        for s in scorers:
+            close = getattr(s, "aclose", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    await close()
+
+
+def options_from(mapping: Mapping[str, Any]) -> RunOptions:
+    """RunOptions from a mapping of its field names (unknown names are an error)."""
+    known = set(RunOptions.__dataclass_fields__)
+    unknown = set(mapping) - known
+    if unknown:
+        raise RunError(f"unknown run option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return RunOptions(**mapping)
