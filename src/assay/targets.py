@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
+from opentelemetry.trace import TracerProvider
 
 from assay.llm import (
     PROVIDERS,
@@ -190,6 +191,10 @@ class ChatTarget:
         else:
             msgs.extend(dict(m) for m in case.input)
         return msgs
+
+    def use_tracer_provider(self, provider: TracerProvider) -> None:
+        """Send the spans of later calls to ``provider`` (the runner's)."""
+        self.client.tracer_provider = provider
 
     async def run(self, case: Case) -> Output:
         """One chat completion."""

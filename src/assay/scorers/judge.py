@@ -315,6 +315,10 @@ class _JudgeCaller:
         self._cache: ResponseCache | None = None
         self._active = 0
 
+    def use_tracer_provider(self, provider: TracerProvider) -> None:
+        """Send the spans of later judge calls to ``provider`` (the runner's)."""
+        self.tracer_provider = provider
+
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[ChatClient]:
         # The connection pool lives while calls are in flight and closes when the last one

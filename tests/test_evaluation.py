@@ -1,0 +1,186 @@
+"""End to end: golden set → target × K trials → scores → stored run → statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from assay.evaluation import aevaluate, api_client, compare
+from assay.goldens import golden_set_from_cases
+from assay.model import Case
+from assay.runner import RunError
+from assay.settings import Settings
+from assay.store.duckdb import DuckDBStore
+from scripted_llm import ScriptedLLM
+
+CASES = [Case(id=f"c{i:02d}", input=f"question {i}", expected=f"answer {i}") for i in range(12)]
+GOLDEN = golden_set_from_cases("qa", CASES)
+
+
+@pytest.fixture
+def eval_settings(tmp_path: Path) -> Settings:
+    # Port 9 (discard) never answers: the in-process app on the file is used.
+    return Settings(db=str(tmp_path / "e.duckdb"), url="http://127.0.0.1:9", decode_workers=0)
+
+
+class Counting:
+    """A target that answers right except for the cases given, and counts calls."""
+
+    def __init__(self, wrong: set[str] = frozenset(), fail: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.wrong = wrong
+        self.fail = fail
+        self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, case: Case) -> str:
+        with self.lock:
+            self.calls[case.id] = self.calls.get(case.id, 0) + 1
+        if case.id in self.fail:
+            raise RuntimeError("backend down")
+        n = case.id[1:].lstrip("0") or "0"
+        return "wrong" if case.id in self.wrong else f"answer {n}"
+
+
+async def test_run_records_trials_scores_and_statistics(eval_settings: Settings) -> None:
+    target = Counting(wrong={"c00", "c01", "c02"})
+    result = await aevaluate(
+        GOLDEN,
+        target,
+        ["exact", {"contains": {"value": "answer"}}],
+        trials=3,
+        settings=eval_settings,
+    )
+    s = result.summary
+    assert result.run.status == "finished"
+    assert s.trials_done == 36 and s.trials_failed == 0
+    assert sum(target.calls.values()) == 36
+    exact = s.scorers["exact"].estimate
+    assert exact.mean == pytest.approx(9 / 12)
+    assert exact.low < exact.mean < exact.high
+    assert s.scorers["exact"].agreement.flaky == ()
+    assert s.scorers["exact"].pass_at_k[3] == pytest.approx(9 / 12)
+    assert s.scorers["contains"].estimate.mean == pytest.approx(9 / 12)
+    store = DuckDBStore(eval_settings.db)
+    try:
+        # Each trial is a span in the store: the cost and latency of evaluation are visible.
+        assert store.count_spans() >= 36
+        assert len(store.completed_trials("default", result.run.run_id)) == 36
+    finally:
+        store.close()
+
+
+async def test_failed_trials_are_recorded_and_resume_retries_only_them(
+    eval_settings: Settings,
+) -> None:
+    flaky = Counting(fail={"c03", "c04"})
+    first = await aevaluate(GOLDEN, flaky, ["exact"], trials=2, settings=eval_settings)
+    assert first.summary.trials_failed == 4
+    assert "backend down" in (first.summary.first_failure or "")
+    fixed = Counting()
+    again = await aevaluate(
+        GOLDEN, fixed, ["exact"], trials=2, resume=first.run.run_id, settings=eval_settings
+    )
+    assert fixed.calls == {"c03": 2, "c04": 2}  # nothing that finished is repeated
+    assert again.run.run_id == first.run.run_id
+    assert again.summary.trials_done == 24 and again.summary.trials_failed == 0
+
+
+async def test_cancelled_run_is_interrupted_and_resumes_without_repeats(
+    eval_settings: Settings,
+) -> None:
+    started = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow(case: Case) -> str:
+        calls.append(case.id)
+        if len(calls) >= 6:
+            started.set()
+            await asyncio.sleep(30)
+        return "x"
+
+    task = asyncio.create_task(
+        aevaluate(GOLDEN, slow, ["exact"], concurrency=2, settings=eval_settings, name="slow")
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store = DuckDBStore(eval_settings.db)
+    try:
+        (run,) = store.list_runs("default")
+        assert run.status == "interrupted"
+        done = store.completed_trials("default", run.run_id)
+    finally:
+        store.close()
+    assert len(done) == 5  # the five that finished were written before stopping
+
+    resumed_calls: list[str] = []
+
+    async def quick(case: Case) -> str:
+        resumed_calls.append(case.id)
+        return "x"
+
+    result = await aevaluate(GOLDEN, quick, ["exact"], resume=run.run_id, settings=eval_settings)
+    assert sorted(resumed_calls) == sorted(c.id for c in CASES if c.id not in {d for d, _ in done})
+    assert result.summary.trials_done == 12 and result.run.status == "finished"
+
+
+async def test_resume_refuses_a_different_golden_version(eval_settings: Settings) -> None:
+    first = await aevaluate(GOLDEN, Counting(), ["exact"], settings=eval_settings)
+    changed = golden_set_from_cases("qa", [*CASES, Case(id="new", input="q")])
+    with pytest.raises(RunError, match="same version"):
+        await aevaluate(
+            changed, Counting(), ["exact"], resume=first.run.run_id, settings=eval_settings
+        )
+
+
+async def test_chat_target_against_scripted_model(eval_settings: Settings) -> None:
+    with ScriptedLLM(default="answer 1") as llm:
+        result = await aevaluate(
+            GOLDEN,
+            "openai:test-model",
+            ["exact"],
+            trials=2,
+            concurrency=4,
+            target_options={"base_url": llm.base_url + "/v1", "system": "Be brief."},
+            settings=eval_settings,
+        )
+        assert len(llm.requests) == 24
+        first = llm.requests[0].body
+    assert first["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert result.summary.scorers["exact"].estimate.mean == pytest.approx(1 / 12)
+    assert result.run.target["model"] == "test-model"
+    assert "api_key" not in result.run.target
+
+
+def test_compare_two_runs_finds_the_regression(eval_settings: Settings) -> None:
+    many = [Case(id=f"k{i:03d}", input=str(i), expected=str(i)) for i in range(60)]
+    golden = golden_set_from_cases("many", many)
+    from assay.evaluation import evaluate
+
+    good = evaluate(golden, lambda input: input, ["exact"], settings=eval_settings)
+    worse = evaluate(
+        golden,
+        lambda input: "no" if int(input) % 3 == 0 else input,
+        ["exact"],
+        settings=eval_settings,
+    )
+    result = compare(good.run.run_id, worse.run.run_id, settings=eval_settings)
+    c = result.scorers["exact"]
+    assert c.verdict == "regression"
+    assert c.test == "mcnemar-exact"
+    assert len(c.flipped_to_fail) == 20
+    same = compare(good.run.run_id, good.run.run_id, settings=eval_settings)
+    assert same.scorers["exact"].verdict == "no detectable change"
+
+
+async def test_api_client_falls_back_to_the_app_in_process(
+    eval_settings: Settings,
+) -> None:
+    async with api_client(eval_settings) as client:
+        assert str(client.base_url).startswith("http://127.0.0.1")
+        assert (await client.get("/healthz")).status_code == 200
