@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from assay import __version__
+from assay.cli.evals import eval_
+from assay.cli.goldens import goldens
 from assay.cli.keys import keys, projects
 from assay.cli.serve import serve
 from assay.cli.traces import models, stats, traces
@@ -19,11 +21,12 @@ def cli() -> None:
 
     Start with `assay serve`, point an OpenTelemetry exporter at
     http://127.0.0.1:7800/v1/traces, then `assay stats` and `assay traces list`.
+    Test changes with `assay eval run GOLDEN.yaml --target ...` and `assay eval compare`.
     Every option can also be set through an ASSAY_* environment variable.
     """
 
 
-for command in (serve, traces, stats, models, projects, keys):
+for command in (serve, traces, stats, models, goldens, eval_, projects, keys):
     cli.add_command(command)
 
 
