@@ -15,6 +15,8 @@ from assay.server import create_app
 from assay.settings import Settings
 from assay.store.duckdb import DuckDBStore
 
+pytest_plugins = ["pytester"]
+
 PROTOBUF = {"content-type": "application/x-protobuf"}
 JSON_CT = {"content-type": "application/json"}
 

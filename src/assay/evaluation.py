@@ -16,7 +16,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -131,12 +131,21 @@ def _trial_json(t: Trial) -> dict[str, Any]:
     }
 
 
+def _slim(t: Trial) -> Trial:
+    if t.output is None:
+        return t
+    out = replace(t.output, text="", data=None)
+    return replace(t, output=out, scores={k: replace(v, metadata={}) for k, v in t.scores.items()})
+
+
 class ApiRecorder:
     """The runner's :class:`~assay.runner.Recorder` over the HTTP API."""
 
     def __init__(self, client: httpx.AsyncClient, project: str | None = None) -> None:
         self.client = client
         self.params = {"project": project} if project else {}
+        #: Trials recorded through this recorder, outputs dropped (scores, cost, latency).
+        self.kept: list[Trial] = []
 
     async def start_run(self, run: EvalRun) -> EvalRun:
         """Create the run on the server."""
@@ -167,8 +176,9 @@ class ApiRecorder:
         return {(c, int(k)) for c, k in data["items"]}
 
     async def record(self, trials: Sequence[Trial]) -> None:
-        """Store finished trials."""
+        """Store finished trials (and keep their scores, without outputs, to summarize)."""
         body = {"trials": [_trial_json(t) for t in trials]}
+        self.kept.extend(_slim(t) for t in trials)
         run_id = trials[0].run_id
         _check(
             await self.client.post(f"/api/v1/runs/{run_id}/trials", json=body, params=self.params)
@@ -303,7 +313,11 @@ async def aevaluate(
                 progress,
                 project=project or settings.default_project,
             )
-            summary = await recorder.summary(run.run_id)
+            if resume:
+                # Earlier sessions' trials are on the server only.
+                summary = await recorder.summary(run.run_id)
+            else:
+                summary = summarize(run, recorder.kept, len(golden_set.cases))
     finally:
         if response_cache is not None:
             response_cache.close()

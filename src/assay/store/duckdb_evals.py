@@ -10,9 +10,61 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from assay.model import EvalRun, GoldenVersion, Output, Score, ScorerSpec, Trial
 from assay.store import StoreError
+
+_TRIAL_COLUMNS = (
+    "case_id",
+    "trial",
+    "output",
+    "error",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "started_at",
+    "finished_at",
+)
+_TRIAL_SCHEMA = pa.schema(
+    [
+        ("case_id", pa.string()),
+        ("trial", pa.int32()),
+        ("output", pa.string()),
+        ("error", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cost", pa.float64()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+_SCORE_COLUMNS = (
+    "case_id",
+    "trial",
+    "scorer",
+    "value",
+    "passed",
+    "label",
+    "explanation",
+    "metadata",
+    "error",
+)
+_SCORE_SCHEMA = pa.schema(
+    [
+        ("case_id", pa.string()),
+        ("trial", pa.int32()),
+        ("scorer", pa.string()),
+        ("value", pa.float64()),
+        ("passed", pa.bool_()),
+        ("label", pa.string()),
+        ("explanation", pa.string()),
+        ("metadata", pa.string()),
+        ("error", pa.string()),
+    ]
+)
 
 #: Trials read per query when streaming a run's results (memory stays flat in run size).
 _TRIAL_PAGE = 2_000
@@ -98,14 +150,22 @@ class EvalTables:
                     f"INSERT INTO golden_sets ({_GOLDEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [project, name, version, description, len(cases), source, _now()],
                 )
-                cur.executemany(
-                    "INSERT INTO golden_cases (project, name, version, position, case_id, body) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        [project, name, version, i, str(c["id"]), json.dumps(c, ensure_ascii=False)]
-                        for i, c in enumerate(cases)
-                    ],
+                body = pa.table(
+                    {
+                        "position": pa.array(range(len(cases)), pa.int32()),
+                        "case_id": [str(c["id"]) for c in cases],
+                        "body": [json.dumps(c, ensure_ascii=False) for c in cases],
+                    }
                 )
+                cur.register("assay_cases", body)
+                try:
+                    cur.execute(
+                        "INSERT INTO golden_cases (project, name, version, position, case_id, "
+                        "body) SELECT ?, ?, ?, position, case_id, body FROM assay_cases",
+                        [project, name, version],
+                    )
+                finally:
+                    cur.unregister("assay_cases")
                 cur.execute("COMMIT")
             except duckdb.Error:
                 cur.execute("ROLLBACK")
@@ -236,20 +296,20 @@ class EvalTables:
     # -- trials -------------------------------------------------------------------------
 
     def record_trials(self, project: str, trials: Sequence[Trial]) -> int:
-        """Store finished trials with their scores in one transaction. A trial already
-        stored is replaced only if the stored one had failed (a retried error)."""
+        """Store finished trials of one run with their scores in one transaction. A trial
+        already stored is replaced only if the stored one had failed (a retried error)."""
         if not trials:
             return 0
         if len({t.run_id for t in trials}) > 1:
             raise ValueError("record_trials: every trial of one call must belong to one run")
-        trial_rows = []
-        score_rows = []
+        run_id = trials[0].run_id
+        trial_cols: dict[str, list[Any]] = {c: [] for c in _TRIAL_COLUMNS}
+        score_cols: dict[str, list[Any]] = {c: [] for c in _SCORE_COLUMNS}
         for t in trials:
             out = t.output
-            trial_rows.append(
-                [
-                    project,
-                    t.run_id,
+            for c, v in zip(
+                _TRIAL_COLUMNS,
+                (
                     t.case_id,
                     t.trial,
                     json.dumps(asdict(out), ensure_ascii=False, default=str) if out else None,
@@ -260,65 +320,78 @@ class EvalTables:
                     out.cost if out else None,
                     t.started_at,
                     t.finished_at,
-                ]
-            )
-            for label, s in t.scores.items():
-                score_rows.append(
-                    [
-                        project,
-                        t.run_id,
-                        t.case_id,
-                        t.trial,
-                        label,
-                        s.value,
-                        s.passed,
-                        s.label,
-                        s.explanation,
-                        json.dumps(s.metadata, ensure_ascii=False, default=str),
-                        None,
-                    ]
+                ),
+                strict=True,
+            ):
+                trial_cols[c].append(v)
+            rows: list[tuple[Any, ...]] = [
+                (
+                    label,
+                    s.value,
+                    s.passed,
+                    s.label,
+                    s.explanation,
+                    json.dumps(s.metadata, ensure_ascii=False, default=str),
+                    None,
                 )
-            for label, err in t.score_errors.items():
-                empty = [None] * 5  # value, passed, label, explanation, metadata
-                score_rows.append([project, t.run_id, t.case_id, t.trial, label, *empty, err])
+                for label, s in t.scores.items()
+            ]
+            rows += [
+                (label, None, None, None, None, None, e) for label, e in t.score_errors.items()
+            ]
+            for row in rows:
+                score_cols["case_id"].append(t.case_id)
+                score_cols["trial"].append(t.trial)
+                for c, v in zip(_SCORE_COLUMNS[2:], row, strict=True):
+                    score_cols[c].append(v)
+        # Bulk through Arrow: DuckDB's executemany runs one statement per row.
+        batch = pa.Table.from_pydict(trial_cols, schema=_TRIAL_SCHEMA)
+        scores = pa.Table.from_pydict(score_cols, schema=_SCORE_SCHEMA)
         with self._write_lock:
             cur = self._cursor()
+            cur.register("assay_trials", batch)
+            cur.register("assay_scores", scores)
             cur.execute("BEGIN")
             try:
+                key = [project, run_id]
                 # Earlier failed attempts of these trials give way to the new ones.
-                keys = [[project, t.run_id, t.case_id, t.trial] for t in trials]
-                cur.executemany(
-                    "DELETE FROM eval_scores WHERE project = ? AND run_id = ? AND case_id = ? "
-                    "AND trial = ? AND EXISTS (SELECT 1 FROM eval_trials e WHERE "
-                    "e.project = eval_scores.project AND e.run_id = eval_scores.run_id AND "
-                    "e.case_id = eval_scores.case_id AND e.trial = eval_scores.trial AND "
-                    "e.error IS NOT NULL)",
-                    keys,
+                cur.execute(
+                    "DELETE FROM eval_scores s USING assay_trials b, eval_trials e "
+                    "WHERE s.project = ? AND s.run_id = ? AND s.case_id = b.case_id "
+                    "AND s.trial = b.trial AND e.project = s.project AND e.run_id = s.run_id "
+                    "AND e.case_id = s.case_id AND e.trial = s.trial AND e.error IS NOT NULL",
+                    key,
                 )
-                cur.executemany(
-                    "DELETE FROM eval_trials WHERE project = ? AND run_id = ? AND case_id = ? "
-                    "AND trial = ? AND error IS NOT NULL",
-                    keys,
+                cur.execute(
+                    "DELETE FROM eval_trials e USING assay_trials b WHERE e.project = ? "
+                    "AND e.run_id = ? AND e.case_id = b.case_id AND e.trial = b.trial "
+                    "AND e.error IS NOT NULL",
+                    key,
                 )
-                before = _count(cur, project, trials[0].run_id)
-                cur.executemany(
+                inserted = cur.execute(
                     "INSERT OR IGNORE INTO eval_trials (project, run_id, case_id, trial, output, "
                     "error, latency_ms, input_tokens, output_tokens, cost, started_at, "
-                    "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    trial_rows,
+                    "finished_at) SELECT ?, ?, case_id, trial, output, error, latency_ms, "
+                    "input_tokens, output_tokens, cost, started_at, finished_at "
+                    "FROM assay_trials",
+                    key,
+                ).fetchone()
+                added = int(inserted[0]) if inserted else 0
+                cur.execute(
+                    "INSERT OR IGNORE INTO eval_scores (project, run_id, case_id, trial, "
+                    "scorer, value, passed, label, explanation, metadata, error) "
+                    "SELECT ?, ?, case_id, trial, scorer, value, passed, label, explanation, "
+                    "metadata, error FROM assay_scores",
+                    key,
                 )
-                if score_rows:
-                    cur.executemany(
-                        "INSERT OR IGNORE INTO eval_scores (project, run_id, case_id, trial, "
-                        "scorer, value, passed, label, explanation, metadata, error) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        score_rows,
-                    )
-                added = _count(cur, project, trials[0].run_id) - before
                 cur.execute("COMMIT")
             except duckdb.Error:
                 cur.execute("ROLLBACK")
                 raise
+            finally:
+                cur.unregister("assay_trials")
+                cur.unregister("assay_scores")
+                cur.close()
         return added
 
     def completed_trials(self, project: str, run_id: str) -> set[tuple[str, int]]:
@@ -393,10 +466,3 @@ _UP_TO = "(case_id < ? OR (case_id = ? AND trial <= ?))"
 def after_params(key: tuple[str, int]) -> list[Any]:
     """Parameters of :data:`_AFTER` for a (case id, trial) key."""
     return [key[0], key[0], key[1]]
-
-
-def _count(cur: duckdb.DuckDBPyConnection, project: str, run_id: str) -> int:
-    row = cur.execute(
-        "SELECT count(*) FROM eval_trials WHERE project = ? AND run_id = ?", [project, run_id]
-    ).fetchone()
-    return int(row[0]) if row else 0
