@@ -8,20 +8,13 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 from assay.model import EvalRun, Trial
-from assay.stats import (
-    Comparison,
-    Estimate,
-    TrialAgreement,
-    average_pass_at_k,
-    average_pass_hat_k,
-    compare_many,
-    estimate_mean,
-    trial_agreement,
-)
+
+if TYPE_CHECKING:
+    from assay.stats import Comparison, Estimate, TrialAgreement
 
 #: case id -> trial scores of one scorer
 CaseScores = dict[str, list[float]]
@@ -78,6 +71,14 @@ def summarize(
 ) -> RunSummary:
     """Summarize a run from its stored trials (streamed: memory grows with cases, not
     with the size of outputs)."""
+    # scipy loads on first use: commands that never compute statistics start faster.
+    from assay.stats import (
+        average_pass_at_k,
+        average_pass_hat_k,
+        estimate_mean,
+        trial_agreement,
+    )
+
     per_scorer: dict[str, CaseScores] = {s.label: {} for s in run.scorers}
     errors: dict[str, int] = {s.label: 0 for s in run.scorers}
     first_error: dict[str, str] = {}
@@ -176,6 +177,8 @@ def compare_runs(
     seed: int = 0,
 ) -> RunComparison:
     """Compare two runs' per-case scores scorer by scorer (scores keyed by scorer key)."""
+    from assay.stats import compare_many
+
     notes: list[str] = []
     if baseline.golden != candidate.golden:
         notes.append(

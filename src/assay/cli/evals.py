@@ -51,8 +51,6 @@ from assay.results import (
 from assay.runner import Progress as RunProgress
 from assay.runner import RunError
 from assay.scorers.base import ScorerError
-from assay.stats import plan as plan_sample
-from assay.stats import sample_size
 from assay.targets import TargetConfigError
 
 EXIT_FAILED = 1
@@ -551,6 +549,9 @@ def plan(
     as_json: bool,
 ) -> None:
     """How many cases (and trials) a comparison needs to detect a change of DELTA."""
+    from assay.stats import plan as plan_sample
+    from assay.stats import sample_size
+
     if delta <= 0:
         raise ConfigError("--delta must be > 0, e.g. 0.03 for a 3-point change")
     try:
