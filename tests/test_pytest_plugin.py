@@ -24,12 +24,16 @@ cases:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> pytest.Pytester:
+def project(
+    pytester: pytest.Pytester,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> pytest.Pytester:
     pytester.makepyfile(app=APP)
     pytester.makefile(".golden.yaml", math=GOLDEN)
     db = tmp_path_factory.mktemp("db") / "p.duckdb"
-    pytester.monkeypatch.setenv("ASSAY_DB", str(db))
-    pytester.monkeypatch.setenv("ASSAY_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ASSAY_DB", str(db))
+    monkeypatch.setenv("ASSAY_URL", "http://127.0.0.1:9")
     pytester.syspathinsert()
     return pytester
 
@@ -39,8 +43,8 @@ def test_each_case_and_gate_is_a_test(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines(
         [
+            "*math.golden.yaml::four FAILED*",  # cases run in id order
             "*math.golden.yaml::two PASSED*",
-            "*math.golden.yaml::four FAILED*",
             "*gate: exact.mean >= 0.9 FAILED*",
         ]
     )

@@ -409,6 +409,9 @@ class _FileModel(BaseModel):
     description: str | None = None
     version: int = FORMAT_VERSION
     defaults: _Defaults = Field(default_factory=_Defaults)
+    #: How to run the set (target, scorers, trials, gates): read by ``assay eval run`` and
+    #: the pytest plugin, not part of the cases or their version.
+    eval: dict[str, Any] | None = None
     cases: list[Any]
 
     @field_validator("version")

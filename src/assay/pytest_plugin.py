@@ -174,10 +174,6 @@ class CaseItem(pytest.Item):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        """Where the case lives."""
-        return self.path, None, f"{self.path.name}::{self.case_id}"
-
 
 class GateItem(pytest.Item):
     """One gate expression over the file's run."""
@@ -200,10 +196,6 @@ class GateItem(pytest.Item):
         if isinstance(excinfo.value, CaseFailure):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        """Where the gate comes from."""
-        return self.path, None, f"{self.path.name}::gate {self.expression}"
 
 
 class CaseFailure(AssertionError):
