@@ -324,7 +324,7 @@ def run(
         err_console.print("interrupted: finished trials are saved; rerun with --resume RUN_ID")
         sys.exit(130)
     try:
-        gate_results = evaluate_gates(result.summary, gates)
+        gate_results = evaluate_gates(result.summary, gates or file_cfg.get("gates") or [])
     except GateError as exc:
         raise ConfigError(str(exc)) from None
     _report(result, comparison, gate_results, junit, as_json)
