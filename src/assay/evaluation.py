@@ -135,7 +135,12 @@ def _slim(t: Trial) -> Trial:
     if t.output is None:
         return t
     out = replace(t.output, text="", data=None)
-    return replace(t, output=out, scores={k: replace(v, metadata={}) for k, v in t.scores.items()})
+    # Judges' cost stays: the summary reports what scoring cost.
+    scores = {
+        k: replace(v, metadata={"cost": v.metadata["cost"]} if "cost" in v.metadata else {})
+        for k, v in t.scores.items()
+    }
+    return replace(t, output=out, scores=scores)
 
 
 class ApiRecorder:
@@ -313,11 +318,14 @@ async def aevaluate(
                 progress,
                 project=project or settings.default_project,
             )
-            if resume:
-                # Earlier sessions' trials are on the server only.
-                summary = await recorder.summary(run.run_id)
-            else:
-                summary = summarize(run, recorder.kept, len(golden_set.cases))
+            # The stored run has the finish time; the runner's copy has the trial count
+            # (raised by a resume with more --trials).
+            stored = await recorder.get_run(run.run_id)
+            if stored is not None:
+                run = replace(stored, trials=run.trials)
+            # After a resume earlier sessions' trials are on the server only.
+            recorded = await recorder.trials(run.run_id) if resume else recorder.kept
+            summary = summarize(run, recorded, len(golden_set.cases))
     finally:
         if response_cache is not None:
             response_cache.close()

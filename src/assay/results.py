@@ -51,6 +51,8 @@ class RunSummary:
     cost: float
     input_tokens: int
     output_tokens: int
+    #: What scoring itself cost (LLM judges report their calls' cost in score metadata).
+    scoring_cost: float = 0.0
     #: case id -> scorer key -> trial scores, for the per-case table (not serialized).
     case_scores: dict[str, CaseScores] = field(default_factory=dict, repr=False)
     failed_cases: dict[str, str] = field(default_factory=dict, repr=False)
@@ -83,7 +85,7 @@ def summarize(
     errors: dict[str, int] = {s.label: 0 for s in run.scorers}
     first_error: dict[str, str] = {}
     latencies: list[float] = []
-    cost = 0.0
+    cost = scoring_cost = 0.0
     tokens_in = tokens_out = 0
     done = failed = 0
     first_failure: str | None = None
@@ -102,6 +104,9 @@ def summarize(
             tokens_out += t.output.output_tokens or 0
         for key, score in t.scores.items():
             per_scorer.setdefault(key, {}).setdefault(t.case_id, []).append(score.value)
+            judged = score.metadata.get("cost")
+            if isinstance(judged, int | float):
+                scoring_cost += float(judged)
         for key, message in t.score_errors.items():
             errors[key] = errors.get(key, 0) + 1
             first_error.setdefault(key, f"{t.case_id}#{t.trial}: {message}")
@@ -140,6 +145,7 @@ def summarize(
         cost=cost,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
+        scoring_cost=scoring_cost,
         case_scores=cases,
         failed_cases=failed_cases,
     )
@@ -234,7 +240,7 @@ _GATE = re.compile(
 )
 SCORER_STATS = ("mean", "low", "high", "se", "flaky_share", "errors", "pass_at_1")
 RUN_STATS = {
-    "cost": ("total",),
+    "cost": ("total", "target", "scoring"),
     "latency": ("p50", "p95"),
     "trials": ("failed", "failed_share"),
 }
@@ -255,12 +261,10 @@ class GateResult:
 
 def _gate_value(summary: RunSummary, subject: str, stat: str, expression: str) -> float:
     if subject in RUN_STATS:
-        if stat not in RUN_STATS[subject]:
-            raise GateError(
-                f"gate {expression!r}: {subject} has {', '.join(RUN_STATS[subject])}, not {stat!r}"
-            )
+        _check_stat(subject, stat, expression)
         if subject == "cost":
-            return summary.cost
+            costs = {"target": summary.cost, "scoring": summary.scoring_cost}
+            return costs.get(stat, summary.cost + summary.scoring_cost)
         if subject == "latency":
             value = summary.latency_p50_ms if stat == "p50" else summary.latency_p95_ms
             return math.nan if value is None else value
@@ -270,7 +274,13 @@ def _gate_value(summary: RunSummary, subject: str, stat: str, expression: str) -
         return summary.trials_failed / total if total else 0.0
     s = summary.scorers.get(subject)
     if s is None:
-        known = ", ".join(sorted(summary.scorers)) or "none"
+        configured = [spec.label for spec in summary.run.scorers]
+        if subject in configured:
+            # The scorer ran but scored nothing (every trial or score failed): the
+            # statistic is undefined, so the gate fails rather than being a usage error.
+            _check_stat(subject, stat, expression)
+            return math.nan
+        known = ", ".join(sorted(set(summary.scorers) | set(configured))) or "none"
         raise GateError(
             f"gate {expression!r}: the run has no scorer {subject!r} (scorers: {known}; "
             f"run-level: {', '.join(RUN_STATS)})"
@@ -289,28 +299,73 @@ def _gate_value(summary: RunSummary, subject: str, stat: str, expression: str) -
     for k, v in s.pass_hat_k.items():
         values[f"pass^{k}"] = v
     if stat not in values:
-        raise GateError(
-            f"gate {expression!r}: unknown statistic {stat!r}; use one of "
-            f"{', '.join(sorted(values))}"
-        )
+        _check_stat(subject, stat, expression)
+        # pass@K / pass^K for a K this run cannot give (too few trials per case).
+        return math.nan
     value = values[stat]
     return math.nan if value is None else float(value)
+
+
+_PASS_K = re.compile(r"^pass[@^](?P<k>[1-9]\d*)$")
+
+
+def _check_stat(subject: str, stat: str, expression: str, trials: int | None = None) -> None:
+    if subject in RUN_STATS:
+        if stat not in RUN_STATS[subject]:
+            raise GateError(
+                f"gate {expression!r}: {subject} has {', '.join(RUN_STATS[subject])}, not {stat!r}"
+            )
+        return
+    m = _PASS_K.match(stat)
+    if stat not in SCORER_STATS and m is None:
+        raise GateError(
+            f"gate {expression!r}: unknown statistic {stat!r}; use one of "
+            f"{', '.join(SCORER_STATS)}, pass@K or pass^K"
+        )
+    if m is not None and trials is not None and int(m["k"]) > trials:
+        raise GateError(
+            f"gate {expression!r}: {stat} needs at least {m['k']} trials per case; the run "
+            f"has {trials} (raise --trials or lower K)"
+        )
+
+
+def _parse_gate(expression: str) -> re.Match[str]:
+    m = _GATE.match(expression)
+    if not m:
+        raise GateError(
+            f"gate {expression!r} is not 'SCORER.STAT OP NUMBER', e.g. "
+            "'correct.mean >= 0.8' or 'latency.p95 < 2000'"
+        )
+    return m
+
+
+def check_gates(
+    expressions: Iterable[str], scorers: Iterable[str], trials: int | None = None
+) -> None:
+    """Check gate expressions before a run: their syntax, that each names one of
+    ``scorers`` (scorer keys) or a run-level subject, and a statistic it has."""
+    keys = list(scorers)
+    for expression in expressions:
+        m = _parse_gate(expression)
+        subject, stat = m["subject"], m["stat"]
+        if subject not in RUN_STATS and subject not in keys:
+            raise GateError(
+                f"gate {expression!r}: the run has no scorer {subject!r} (scorers: "
+                f"{', '.join(keys) or 'none'}; run-level: {', '.join(RUN_STATS)})"
+            )
+        _check_stat(subject, stat, expression, trials)
 
 
 def evaluate_gates(summary: RunSummary, expressions: Iterable[str]) -> list[GateResult]:
     """Check gate expressions such as ``correct.mean >= 0.8``, ``judge.low > 0.7``,
     ``cost.total < 2``, ``latency.p95 <= 1500``, ``trials.failed_share < 0.05``.
 
-    A statistic that is undefined for this run (NaN) fails its gate.
+    A statistic that is undefined for this run (NaN) fails its gate: a scorer that
+    scored nothing, or pass@K with fewer than K trials of some case.
     """
     results = []
     for expression in expressions:
-        m = _GATE.match(expression)
-        if not m:
-            raise GateError(
-                f"gate {expression!r} is not 'SCORER.STAT OP NUMBER', e.g. "
-                "'correct.mean >= 0.8' or 'latency.p95 < 2000'"
-            )
+        m = _parse_gate(expression)
         value = _gate_value(summary, m["subject"], m["stat"], expression)
         passed = not math.isnan(value) and _OPS[m["op"]](value, float(m["value"]))
         results.append(GateResult(expression.strip(), value, passed))

@@ -36,7 +36,7 @@ from assay.cli.common import (
     settings_from_env,
 )
 from assay.cli.goldens import load_file
-from assay.evaluation import EvalResult, acompare, aevaluate
+from assay.evaluation import ApiError, EvalResult, acompare, aevaluate, build_scorers
 from assay.goldens import GoldenSetError
 from assay.llm import EndpointError
 from assay.results import (
@@ -44,6 +44,7 @@ from assay.results import (
     GateResult,
     RunComparison,
     RunSummary,
+    check_gates,
     evaluate_gates,
     junit_xml,
     to_json,
@@ -56,6 +57,7 @@ from assay.targets import TargetConfigError
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 _CONFIG_ERRORS = (
+    ApiError,
     RunError,
     ScorerError,
     TargetConfigError,
@@ -164,7 +166,8 @@ def print_summary(s: RunSummary) -> None:
     console.print(
         f"{s.n_cases} cases, {total} trials ({s.trials_failed} failed) · latency p50 "
         f"{fmt(s.latency_p50_ms, 0)} ms, p95 {fmt(s.latency_p95_ms, 0)} ms · "
-        f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens · ${s.cost:.4f}",
+        f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens · ${s.cost:.4f}"
+        + (f" (+ ${s.scoring_cost:.4f} judging)" if s.scoring_cost else ""),
         highlight=False,
     )
     if s.first_failure:
@@ -297,6 +300,20 @@ def run(
     if not scorer_cfgs:
         raise ConfigError("no scorers: give --scorer (e.g. --scorer exact) or eval.scorers")
     options = {**dict(file_cfg.get("target_options") or {}), **parse_options(target_options)}
+    file_gates = file_cfg.get("gates") or ()
+    gates = gates or ((file_gates,) if isinstance(file_gates, str) else tuple(file_gates))
+    try:
+        n_trials = trials or int(file_cfg.get("trials", 1))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{golden}: eval.trials {file_cfg.get('trials')!r} must be a whole number, e.g. 3"
+        ) from None
+    try:
+        # Scorers are built and gates checked before the run: a typo costs no target calls.
+        built = build_scorers(scorer_cfgs)
+        check_gates(gates, [s.spec.label for s in built], None if resume else n_trials)
+    except _CONFIG_ERRORS as exc:
+        raise ConfigError(str(exc)) from None
     settings = settings_from_env()
     show = not no_progress and not as_json and sys.stderr.isatty()
     try:
@@ -304,9 +321,9 @@ def run(
             _run(
                 golden_set,
                 target,
-                scorer_cfgs,
+                built,
                 options,
-                trials or int(file_cfg.get("trials", 1)),
+                n_trials,
                 concurrency,
                 timeout_s,
                 name,
@@ -324,7 +341,7 @@ def run(
         err_console.print("interrupted: finished trials are saved; rerun with --resume RUN_ID")
         sys.exit(130)
     try:
-        gate_results = evaluate_gates(result.summary, gates or file_cfg.get("gates") or [])
+        gate_results = evaluate_gates(result.summary, gates)
     except GateError as exc:
         raise ConfigError(str(exc)) from None
     _report(result, comparison, gate_results, junit, as_json)
