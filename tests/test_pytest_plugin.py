@@ -48,7 +48,7 @@ def test_each_case_and_gate_is_a_test(project: pytest.Pytester) -> None:
             "*gate: exact.mean >= 0.9 FAILED*",
         ]
     )
-    assert "below 1: exact: mean 0.000 over trials [0.0, 0.0]" in result.stdout.str()
+    assert "below 100%: exact: passed 0% of trials (scores [0.0, 0.0])" in result.stdout.str()
 
 
 def test_command_line_overrides_the_file(project: pytest.Pytester) -> None:

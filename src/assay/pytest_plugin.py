@@ -3,7 +3,7 @@
 Files named ``*.golden.yaml`` / ``*.golden.yml`` / ``*.golden.jsonl`` / ``*.golden.csv``
 are collected. Each file is evaluated once (K trials per case, every trial recorded in
 assay like ``assay eval run``); then every case is a test that passes when each scorer's
-mean over its trials reaches ``pass_threshold``, and every gate is a test of its own.
+pass rate over its trials reaches ``pass_threshold``, and every gate is a test of its own.
 
 Where the settings come from, first match wins: the command line (``--assay-target``,
 ``--assay-scorer``, ``--assay-trials``, ``--assay-gate``), the file's ``eval:`` section
@@ -147,7 +147,7 @@ class GoldenFile(pytest.File):
 
 
 class CaseItem(pytest.Item):
-    """One golden case: passes when every scorer's mean over its trials is high enough."""
+    """One golden case: passes when every pass/fail scorer passed enough of its trials."""
 
     def __init__(self, *, case_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -159,14 +159,15 @@ class CaseItem(pytest.Item):
         summary = parent.result().summary
         if self.case_id in summary.failed_cases and self.case_id not in summary.case_scores:
             raise CaseFailure(f"target failed: {summary.failed_cases[self.case_id]}")
-        scores = summary.case_scores.get(self.case_id, {})
         threshold = parent.threshold()
-        low = {k: v for k, v in scores.items() if v and sum(v) / len(v) < threshold}
+        low = summary.failing(self.case_id, threshold)
         if low:
+            scores = summary.case_scores.get(self.case_id, {})
             detail = "; ".join(
-                f"{k}: mean {sum(v) / len(v):.3f} over trials {v}" for k, v in sorted(low.items())
+                f"{k}: passed {v:.0%} of trials (scores {scores.get(k)})"
+                for k, v in sorted(low.items())
             )
-            raise CaseFailure(f"below {threshold:g}: {detail} (run {summary.run.run_id})")
+            raise CaseFailure(f"below {threshold:.0%}: {detail} (run {summary.run.run_id})")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         """The assay reason, not a traceback into the plugin."""

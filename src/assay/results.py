@@ -55,7 +55,18 @@ class RunSummary:
     scoring_cost: float = 0.0
     #: case id -> scorer key -> trial scores, for the per-case table (not serialized).
     case_scores: dict[str, CaseScores] = field(default_factory=dict, repr=False)
+    #: case id -> scorer key -> pass/fail of each trial, for scorers that decide one.
+    case_passes: dict[str, dict[str, list[bool]]] = field(default_factory=dict, repr=False)
     failed_cases: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def failing(self, case_id: str, threshold: float = 1.0) -> dict[str, float]:
+        """Scorers whose pass rate over this case's trials is below ``threshold``
+        (scorers without a pass/fail decision never fail a case)."""
+        return {
+            key: sum(v) / len(v)
+            for key, v in self.case_passes.get(case_id, {}).items()
+            if v and sum(v) / len(v) < threshold
+        }
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -90,6 +101,7 @@ def summarize(
     done = failed = 0
     first_failure: str | None = None
     failed_cases: dict[str, str] = {}
+    passes: dict[str, dict[str, list[bool]]] = {}
     for t in trials:
         if t.error is not None:
             failed += 1
@@ -104,6 +116,8 @@ def summarize(
             tokens_out += t.output.output_tokens or 0
         for key, score in t.scores.items():
             per_scorer.setdefault(key, {}).setdefault(t.case_id, []).append(score.value)
+            if score.passed is not None:
+                passes.setdefault(t.case_id, {}).setdefault(key, []).append(score.passed)
             judged = score.metadata.get("cost")
             if isinstance(judged, int | float):
                 scoring_cost += float(judged)
@@ -147,6 +161,7 @@ def summarize(
         output_tokens=tokens_out,
         scoring_cost=scoring_cost,
         case_scores=cases,
+        case_passes=passes,
         failed_cases=failed_cases,
     )
 
@@ -381,8 +396,9 @@ def junit_xml(
     comparison: RunComparison | None = None,
     threshold: float = 1.0,
 ) -> str:
-    """JUnit XML: a test per case (failed when a scorer's case mean is below
-    ``threshold`` or the target errored), per gate, and per compared scorer."""
+    """JUnit XML: a test per case (failed when the share of its trials a pass/fail scorer
+    passed is below ``threshold``; errored when the target failed), per gate, and per
+    compared scorer."""
     run = summary.run
     suite = ET.Element("testsuite", name=f"assay eval {run.golden} ({run.run_id})")
     counts = {"tests": 0, "failures": 0, "errors": 0}
@@ -397,15 +413,11 @@ def junit_xml(
             counts["errors"] += 1
             ET.SubElement(tc, "error", message=summary.failed_cases[cid][:500])
             continue
-        low = {
-            k: sum(v) / len(v)
-            for k, v in summary.case_scores[cid].items()
-            if v and sum(v) / len(v) < threshold
-        }
+        low = summary.failing(cid, threshold)
         if low:
             counts["failures"] += 1
-            detail = ", ".join(f"{k}={v:.3f}" for k, v in sorted(low.items()))
-            ET.SubElement(tc, "failure", message=f"below {threshold:g}: {detail}")
+            detail = ", ".join(f"{k} passed {v:.0%}" for k, v in sorted(low.items()))
+            ET.SubElement(tc, "failure", message=f"below {threshold:.0%}: {detail}")
     for g in gates:
         tc = case(g.expression, "assay.gate")
         if not g.passed:
