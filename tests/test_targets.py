@@ -973,3 +973,16 @@ def test_build_unknown_target_string(spec: str) -> None:
 def test_build_refuses_a_non_string_non_callable() -> None:
     with pytest.raises(TargetConfigError, match="must be a string, a Python callable or a Target"):
         build_target(42)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def test_every_target_option_is_documented() -> None:
+    from assay.targets import _CHAT_OPTIONS, _ENDPOINT_OPTIONS, _HTTP_OPTIONS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "targets.md").read_text()
+    for option in sorted(_CHAT_OPTIONS | _ENDPOINT_OPTIONS | _HTTP_OPTIONS):
+        assert f"`{option}`" in text, option
+    for name in ("input", "messages", "case", "metadata", "id"):
+        assert f"| `{name}` |" in text, name
