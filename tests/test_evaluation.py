@@ -11,6 +11,7 @@ import pytest
 from assay.evaluation import aevaluate, api_client, compare
 from assay.goldens import golden_set_from_cases
 from assay.model import Case
+from assay.query import SpanFilter
 from assay.runner import RunError
 from assay.settings import Settings
 from assay.store.duckdb import DuckDBStore
@@ -155,6 +156,22 @@ async def test_chat_target_against_scripted_model(eval_settings: Settings) -> No
     assert result.summary.scorers["exact"].estimate.mean == pytest.approx(1 / 12)
     assert result.run.target["model"] == "test-model"
     assert "api_key" not in result.run.target
+    store = DuckDBStore(eval_settings.db)
+    try:
+        # Every target call is an LLM span of service assay-eval, child of its trial span.
+        (calls,) = store.aggregate(SpanFilter(project="default", service="assay-eval"), None, None)
+        assert calls.calls == 24
+        (trace,) = {
+            s.trace_id
+            for s in store.list_spans(SpanFilter(project="default", kind="llm"), 1, None).items
+        }
+        spans = store.get_trace("default", trace)
+    finally:
+        store.close()
+    assert sorted(s.kind for s in spans) == ["llm", "span"]
+    assert {s.name for s in spans if s.kind == "span"} <= {
+        f"eval {c.id}#{k}" for c in CASES for k in (0, 1)
+    }
 
 
 def test_compare_two_runs_finds_the_regression(eval_settings: Settings) -> None:
