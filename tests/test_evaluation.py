@@ -159,7 +159,8 @@ async def test_chat_target_against_scripted_model(eval_settings: Settings) -> No
     store = DuckDBStore(eval_settings.db)
     try:
         # Every target call is an LLM span of service assay-eval, child of its trial span.
-        (calls,) = store.aggregate(SpanFilter(project="default", service="assay-eval"), None, None)
+        llm_calls = SpanFilter(project="default", service="assay-eval", kind="llm")
+        (calls,) = store.aggregate(llm_calls, None, None)
         assert calls.calls == 24
         (trace,) = {
             s.trace_id
