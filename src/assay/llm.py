@@ -22,17 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import hashlib
 import json
 import math
 import random
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,8 +39,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from assay import __version__
+from assay.cache import ResponseCache
 from assay.model import Output
 from assay.pricing import PriceTable
+from assay.ratelimit import RateLimiter, estimate_tokens
 
 Message = Mapping[str, Any]
 
@@ -250,152 +248,6 @@ def endpoint_from_config(config: str | Mapping[str, Any], env: Mapping[str, str]
             f"export {key_env}=... or drop api_key_env for a server that needs no key"
         )
     return Endpoint(api_key=api_key, **cfg)
-
-
-# --------------------------------------------------------------------------- rate limit
-
-
-class _Gate:
-    """Generic cell rate algorithm: ``rate`` units per second, bursts of ``burst`` units.
-
-    Reservations are taken in call order, so waiting calls are served first come first
-    served, and a cost above the burst waits until the bucket is full, then goes into debt.
-    """
-
-    def __init__(self, per_minute: float, clock: Callable[[], float]) -> None:
-        self.interval = 60.0 / per_minute  # seconds per unit
-        self.burst = max(1.0, per_minute / 60.0)  # one second's worth
-        self.clock = clock
-        self.tat = clock()  # theoretical arrival time of the next unit
-
-    def reserve(self, cost: float) -> float:
-        now = self.clock()
-        start = max(self.tat, now)
-        self.tat = start + cost * self.interval
-        tolerance = max(self.burst, cost) * self.interval
-        return max(0.0, self.tat - tolerance - now)
-
-    def adjust(self, delta: float) -> None:
-        self.tat += delta * self.interval
-
-
-class RateLimiter:
-    """Requests-per-minute and tokens-per-minute limits shared by concurrent calls.
-
-    Calls are spread evenly (bursts of at most one second's worth); a call's tokens are
-    estimated before it is sent and corrected with the usage the server reports.
-    """
-
-    def __init__(
-        self,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._requests = _Gate(rpm, clock) if rpm else None
-        self._tokens = _Gate(tpm, clock) if tpm else None
-
-    async def acquire(self, tokens: int = 0) -> None:
-        """Wait until one request of about ``tokens`` tokens may be sent."""
-        wait = 0.0
-        if self._requests is not None:
-            wait = self._requests.reserve(1)
-        if self._tokens is not None and tokens > 0:
-            wait = max(wait, self._tokens.reserve(tokens))
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    def correct(self, estimated: int, actual: int) -> None:
-        """Replace a call's estimated tokens by the ``actual`` count the server reported."""
-        if self._tokens is not None:
-            self._tokens.adjust(actual - estimated)
-
-
-def estimate_tokens(messages: Sequence[Message], params: Mapping[str, Any]) -> int:
-    """A rough token count for rate limiting: ~4 characters a token, plus the output cap."""
-    chars = len(json.dumps(list(messages), ensure_ascii=False, default=str))
-    cap = params.get("max_completion_tokens", params.get("max_tokens"))
-    return chars // 4 + (int(cap) if isinstance(cap, int) else 0)
-
-
-# --------------------------------------------------------------------------- cache
-
-
-class ResponseCache:
-    """Successful chat responses on disk (SQLite), keyed by what determines the answer.
-
-    Opt-in: identical requests (base URL, model, messages, params, response format) are
-    answered from the file, which makes re-runs cheap and deterministic. Safe to share
-    between concurrent calls of one event loop (each lookup is one short statement).
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses "
-            "(key TEXT PRIMARY KEY, response TEXT NOT NULL, latency_ms REAL, created TEXT)"
-        )
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(
-        base_url: str,
-        model: str,
-        messages: Sequence[Message],
-        params: Mapping[str, Any],
-        response_format: Mapping[str, Any] | None,
-    ) -> str:
-        """The cache key of a request: a SHA-256 of its canonical JSON."""
-        blob = json.dumps(
-            [base_url.rstrip("/"), model, list(messages), dict(params), response_format],
-            sort_keys=True,
-            ensure_ascii=False,
-            separators=(",", ":"),
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def get(self, key: str) -> tuple[dict[str, Any], float] | None:
-        """The cached response body and its original latency (ms), or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT response, latency_ms FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        if row is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return json.loads(row[0]), float(row[1] or 0.0)
-
-    def put(self, key: str, response: Mapping[str, Any], latency_ms: float) -> None:
-        """Store a successful response."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
-                (key, json.dumps(response), latency_ms, datetime.now(UTC).isoformat()),
-            )
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM responses").fetchone()[0])
-
-    def close(self) -> None:
-        """Close the database file."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> ResponseCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- client
