@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from llm_client import start_server  # noqa: E402  (sibling benchmark module)
+from llm_client import start_server
 
-from assay.evaluation import evaluate  # noqa: E402
-from assay.goldens import golden_set_from_cases  # noqa: E402
-from assay.model import Case  # noqa: E402
-from assay.settings import Settings  # noqa: E402
+from assay.evaluation import evaluate
+from assay.goldens import golden_set_from_cases
+from assay.model import Case
+from assay.settings import Settings
 
 TARGET_RATIO = 1.2
 
