@@ -4,9 +4,14 @@ trial finishes, written as it finishes, resumable, with its own calls traced.
 Concurrency is a fixed pool of worker tasks pulling (case, trial) pairs from a generator,
 so memory does not grow with the number of cases. Finished trials go to one writer task
 that records whatever has accumulated in one request: at low load each trial is written
-at once, under load writes batch up by themselves. A run interrupted by Ctrl-C is
-flushed and marked ``interrupted``; after a crash or ``kill`` at most the trials of the
-request in flight are lost, and ``--resume`` repeats only what was not recorded.
+at once, under load writes batch up by themselves. The run's own spans are sent by a
+separate task, so a trial's write never waits behind them. A worker starts a call only
+while fewer than ``BACKLOG_FACTOR`` × concurrency trials are started and not yet
+written: a store slower than the target slows the run down instead of piling up results.
+A run interrupted by Ctrl-C is flushed and marked ``interrupted``; after a crash or
+``kill`` the trials lost are those finished but not yet written (usually the write in
+flight, never more than ``BACKLOG_FACTOR`` × concurrency), and ``--resume`` repeats only
+what was not recorded.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from assay import __version__
 from assay.model import Case, EvalRun, Output, Score, Trial
 from assay.scorers.base import Scorer
 from assay.targets import Target
+
+#: Trials started but not yet written are at most this many times the concurrency.
+BACKLOG_FACTOR = 2
 
 
 class RunError(RuntimeError):
@@ -157,6 +165,11 @@ class _Run:
         self.options = options
         self.progress = progress
         self.queue: asyncio.Queue[Trial | None] = asyncio.Queue()
+        # A trial holds a slot from the start of its call until it is written, so a store
+        # slower than the target cannot pile up finished trials that a crash would lose.
+        self.unwritten = asyncio.Semaphore(BACKLOG_FACTOR * options.concurrency)
+        self.spans_wanted = asyncio.Event()
+        self.spans_done = False
         self.collector = _Collector()
         self.provider = TracerProvider(
             resource=Resource.create(
@@ -225,7 +238,12 @@ class _Run:
 
     async def worker(self, work: Iterator[Any]) -> None:
         for case, k in work:
-            trial = await self.trial(case, k)
+            await self.unwritten.acquire()
+            try:
+                trial = await self.trial(case, k)
+            except BaseException:
+                self.unwritten.release()
+                raise
             await self.queue.put(trial)
             cost = (trial.output.cost or 0.0) if trial.output else 0.0
             self.state = Progress(
@@ -239,22 +257,44 @@ class _Run:
                 self.progress(self.state)
 
     async def writer(self) -> None:
+        # Spans go out from their own task: a trial's write never waits behind them.
+        spans = asyncio.create_task(self.span_sender())
+        try:
+            while True:
+                item = await self.queue.get()
+                batch: list[Trial] = []
+                stop = item is None
+                if item is not None:
+                    batch.append(item)
+                while not self.queue.empty():
+                    more = self.queue.get_nowait()
+                    if more is None:
+                        stop = True
+                    else:
+                        batch.append(more)
+                if batch:
+                    await self.recorder.record(batch)
+                    for _ in batch:
+                        self.unwritten.release()
+                    self.spans_wanted.set()
+                if stop:
+                    break
+        except BaseException:
+            spans.cancel()
+            await asyncio.gather(spans, return_exceptions=True)
+            raise
+        self.spans_done = True
+        self.spans_wanted.set()
+        await spans
+
+    async def span_sender(self) -> None:
         while True:
-            item = await self.queue.get()
-            batch: list[Trial] = []
-            stop = item is None
-            if item is not None:
-                batch.append(item)
-            while not self.queue.empty():
-                more = self.queue.get_nowait()
-                if more is None:
-                    stop = True
-                else:
-                    batch.append(more)
-            if batch:
-                await self.recorder.record(batch)
+            await self.spans_wanted.wait()
+            self.spans_wanted.clear()
+            # Read before sending: spans that end during the send get one more round.
+            last = self.spans_done
             await self.flush_spans()
-            if stop:
+            if last:
                 return
 
     async def flush_spans(self) -> None:
