@@ -319,6 +319,11 @@ def test_resume_runs_only_what_failed(env: dict[str, str]) -> None:
     # Resuming a complete run calls nothing and reports the same run.
     done = run_json(env, *small, "--target", "app:answer", "--resume", run_id)
     assert calls() == [] and done["summary"]["trials_done"] == 12
+    # Raising --trials on resume adds a trial to every case.
+    more = run_json(env, *small, "--target", "app:answer", "--resume", run_id, "--trials", "3")
+    assert sorted(calls()) == [f"question {i}" for i in range(6)]
+    assert more["summary"]["run"]["trials"] == 3 and more["summary"]["trials_done"] == 18
+    assert more["summary"]["case_scores"]["c00"] == {"exact": [0.0, 0.0, 1.0]}
     assert len(runs(env)) == 1
 
 
