@@ -167,7 +167,7 @@ class SlowStore:
     async def spans(self, otlp_protobuf: bytes) -> None:
         await asyncio.sleep(0.05)
 
-    async def finish(self, run_id: str, status: str) -> None:
+    async def finish(self, run_id: str, status: str, trials: int | None = None) -> None:
         pass
 
 

@@ -199,12 +199,13 @@ class ApiRecorder:
             )
         )
 
-    async def finish(self, run_id: str, status: str) -> None:
-        """Mark the run's final status."""
+    async def finish(self, run_id: str, status: str, trials: int | None = None) -> None:
+        """Mark the run's final status (and its trial count, when a resume raised it)."""
+        body: dict[str, Any] = {"status": status}
+        if trials is not None:
+            body["trials"] = trials
         _check(
-            await self.client.post(
-                f"/api/v1/runs/{run_id}/status", json={"status": status}, params=self.params
-            )
+            await self.client.post(f"/api/v1/runs/{run_id}/status", json=body, params=self.params)
         )
 
     # -- reading --------------------------------------------------------------------------

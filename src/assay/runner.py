@@ -88,7 +88,7 @@ class Recorder(Protocol):
         """Store the spans of the run's own calls (an OTLP protobuf request body)."""
         ...
 
-    async def finish(self, run_id: str, status: str) -> None:
+    async def finish(self, run_id: str, status: str, trials: int | None = None) -> None:
         """Mark the run finished, interrupted or failed."""
         ...
 
@@ -399,7 +399,7 @@ async def run_eval(
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(writer)
         with contextlib.suppress(Exception):
-            await recorder.finish(run.run_id, status)
+            await recorder.finish(run.run_id, status, trials)
         state.provider.shutdown()
     if run.trials != trials:
         run = replace(run, trials=trials)

@@ -325,6 +325,7 @@ def test_resume_runs_only_what_failed(env: dict[str, str]) -> None:
     assert more["summary"]["run"]["trials"] == 3 and more["summary"]["trials_done"] == 18
     assert more["summary"]["case_scores"]["c00"] == {"exact": [0.0, 0.0, 1.0]}
     assert len(runs(env)) == 1
+    assert runs(env)[0]["trials"] == 3  # the stored run records the raised count
 
 
 def test_list_show_and_plan(env: dict[str, str]) -> None:

@@ -234,6 +234,7 @@ class StatusBody(BaseModel):
     """A run's new status."""
 
     status: str = Field(pattern="^(running|finished|interrupted|failed)$")
+    trials: int | None = Field(None, ge=1, le=1000, description="Raise the run's trial count")
 
 
 @router.post("/runs/{run_id}/status")
@@ -243,7 +244,7 @@ def set_status(
     """Mark a run running, finished, interrupted or failed."""
     proj = _project(request, project)
     run = _get_run(store, proj, run_id)
-    store.set_run_status(proj, run.run_id, body.status)
+    store.set_run_status(proj, run.run_id, body.status, body.trials)
     return {"run_id": run.run_id, "status": body.status}
 
 

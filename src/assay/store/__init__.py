@@ -136,8 +136,10 @@ class Store(Protocol):
         """Runs, newest first."""
         ...
 
-    def set_run_status(self, project: str, run_id: str, status: str) -> None:
-        """Mark a run running, finished, interrupted or failed."""
+    def set_run_status(
+        self, project: str, run_id: str, status: str, trials: int | None = None
+    ) -> None:
+        """Mark a run running, finished, interrupted or failed (and raise its trials)."""
         ...
 
     def record_trials(self, project: str, trials: Sequence[Trial]) -> int:

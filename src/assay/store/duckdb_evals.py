@@ -284,13 +284,17 @@ class EvalTables:
         )
         return [_run(r) for r in rows]
 
-    def set_run_status(self, project: str, run_id: str, status: str) -> None:
-        """Mark a run running, finished, interrupted or failed."""
+    def set_run_status(
+        self, project: str, run_id: str, status: str, trials: int | None = None
+    ) -> None:
+        """Mark a run running, finished, interrupted or failed; ``trials`` records a trial
+        count raised by a resume."""
         finished = None if status == "running" else _now()
         with self._write_lock:
             self._cursor().execute(
-                "UPDATE eval_runs SET status = ?, finished_at = ? WHERE project = ? AND run_id = ?",
-                [status, finished, project, run_id],
+                "UPDATE eval_runs SET status = ?, finished_at = ?, "
+                "trials = greatest(trials, coalesce(?, trials)) WHERE project = ? AND run_id = ?",
+                [status, finished, trials, project, run_id],
             )
 
     # -- trials -------------------------------------------------------------------------
