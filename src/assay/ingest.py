@@ -23,7 +23,7 @@ import anyio
 import pyarrow as pa
 
 from assay.batch import from_ipc, spans_to_arrow, to_ipc
-from assay.otlp import DecodeResult, decode
+from assay.otlp import decode
 from assay.pricing import PriceTable, load_prices
 from assay.store import Store
 
@@ -59,8 +59,6 @@ class Decoded:
 
 
 _worker_prices: PriceTable | None = None
-#: Bodies at least this large are decoded by all workers together.
-_SPLIT_BYTES = 256 * 1024
 
 
 def _init_worker(prices_path: str | None) -> None:
@@ -68,11 +66,9 @@ def _init_worker(prices_path: str | None) -> None:
     _worker_prices = load_prices(prices_path)
 
 
-def _decode_in_worker(
-    body: bytes, json_encoding: bool, project: str, part: int, parts: int
-) -> tuple[bytes, int, list[str]]:
-    result = decode(body, json_encoding, project, _worker_prices, part, parts)
-    return to_ipc(spans_to_arrow(result.spans)), result.rejected, result.errors[:5]
+def _decode_in_worker(body: bytes, json_encoding: bool, project: str) -> tuple[bytes, int, str]:
+    result = decode(body, json_encoding, project, _worker_prices)
+    return to_ipc(spans_to_arrow(result.spans)), result.rejected, result.error_message()
 
 
 def _decode_here(body: bytes, json_encoding: bool, project: str, prices: PriceTable) -> Decoded:
@@ -111,36 +107,17 @@ class Decoder:
                 _decode_here, body, json_encoding, project, self.prices
             )
         loop = asyncio.get_running_loop()
-        # A large body is shared out among the workers (each parses it, ~1 ms, and maps its
-        # share of the spans): with few concurrent exporters, latency, not CPU, bounds ingest.
-        parts = self._workers if len(body) >= _SPLIT_BYTES else 1
         try:
-            outcomes = await asyncio.gather(
-                *(
-                    loop.run_in_executor(
-                        self._pool, _decode_in_worker, body, json_encoding, project, i, parts
-                    )
-                    for i in range(parts)
-                ),
-                return_exceptions=True,  # every share fails alike on a bad body; raise one
+            ipc, rejected, message = await loop.run_in_executor(
+                self._pool, _decode_in_worker, body, json_encoding, project
             )
-            results = []
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                results.append(outcome)
         except BrokenProcessPool:
             # A worker died (OOM killer, signal): replace the pool; the client retries.
             log.error("a decode worker died; restarting the decode pool")
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
             raise WriteFailedError("a decode worker stopped unexpectedly") from None
-        tables = [from_ipc(ipc) for ipc, _, _ in results]
-        merged = DecodeResult(
-            rejected=sum(r for _, r, _ in results), errors=[e for _, _, es in results for e in es]
-        )
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        return Decoded(table, merged.rejected, merged.error_message())
+        return Decoded(from_ipc(ipc), rejected, message)
 
     def close(self) -> None:
         """Stop the worker processes."""

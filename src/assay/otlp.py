@@ -598,27 +598,15 @@ def _invalid_reason(sp: Any) -> str | None:
 
 
 def decode_request(
-    request: ExportTraceServiceRequest,
-    project: str,
-    prices: PriceTable | None,
-    part: int = 0,
-    parts: int = 1,
+    request: ExportTraceServiceRequest, project: str, prices: PriceTable | None
 ) -> DecodeResult:
-    """Map every span of a request; invalid spans are counted and explained, not raised.
-
-    With ``parts`` > 1 only every ``parts``-th span starting at ``part`` is mapped, so
-    several workers can share one large request.
-    """
+    """Map every span of a request; invalid spans are counted and explained, not raised."""
     result = DecodeResult()
-    index = -1
     for rs in request.resource_spans:
         resource = attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
             scope = ss.scope.name or None
             for sp in ss.spans:
-                index += 1
-                if parts > 1 and index % parts != part:
-                    continue
                 reason = _invalid_reason(sp)
                 if reason is not None:
                     result.rejected += 1
@@ -635,16 +623,11 @@ def decode_request(
 
 
 def decode(
-    body: bytes,
-    json_encoding: bool,
-    project: str,
-    prices: PriceTable | None,
-    part: int = 0,
-    parts: int = 1,
+    body: bytes, json_encoding: bool, project: str, prices: PriceTable | None
 ) -> DecodeResult:
-    """Parse an OTLP body (protobuf or JSON) and map its spans (or one share of them)."""
+    """Parse an OTLP body (protobuf or JSON) and map its spans."""
     request = parse_json(body) if json_encoding else parse_protobuf(body)
-    return decode_request(request, project, prices, part, parts)
+    return decode_request(request, project, prices)
 
 
 __all__ = [
