@@ -202,3 +202,35 @@ async def test_api_client_falls_back_to_the_app_in_process(
     async with api_client(eval_settings) as client:
         assert str(client.base_url).startswith("http://127.0.0.1")
         assert (await client.get("/healthz")).status_code == 200
+
+
+def test_pairwise_judge_prefers_the_better_run(eval_settings: Settings) -> None:
+    import json
+
+    from assay.evaluation import apairwise, evaluate
+
+    many = [Case(id=f"p{i:02d}", input=str(i), expected=str(i)) for i in range(30)]
+    golden = golden_set_from_cases("pairs", many)
+    base = evaluate(golden, lambda input: "meh", ["exact"], settings=eval_settings)
+    cand = evaluate(golden, lambda input: f"great {input}", ["exact"], settings=eval_settings)
+
+    def prefers_great(body: dict[str, object]) -> str:
+        prompt = str(body["messages"][-1]["content"])  # type: ignore[index]
+        first = prompt.split("<response_A>")[1].split("</response_A>")[0]
+        return json.dumps({"reasoning": "r", "winner": "A" if "great" in first else "B"})
+
+    with ScriptedLLM(default=prefers_great) as llm:
+        judge = {
+            "pairwise_judge": {
+                "endpoint": {"base_url": llm.base_url + "/v1", "model": "judge-model"}
+            }
+        }
+        result = asyncio.run(
+            apairwise(base.run.run_id, cand.run.run_id, judge, settings=eval_settings)
+        )
+        assert len(llm.requests) == 60  # every case judged in both orders
+    assert (result.candidate_wins, result.baseline_wins, result.inconsistent) == (30, 0, 0)
+    assert result.verdict == "candidate preferred" and result.low is not None
+    assert result.low > 0.85
+    with pytest.raises(RunError, match="cannot compare two outputs"):
+        asyncio.run(apairwise(base.run.run_id, cand.run.run_id, "exact", settings=eval_settings))

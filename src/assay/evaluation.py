@@ -27,7 +27,14 @@ from assay.goldens import GoldenSet, case_to_dict, load_golden_set
 from assay.llm import ResponseCache
 from assay.model import EvalRun, Output, Score, ScorerSpec, Trial
 from assay.pricing import load_prices
-from assay.results import RunComparison, RunSummary, compare_runs, summarize
+from assay.results import (
+    PairwiseSummary,
+    RunComparison,
+    RunSummary,
+    compare_runs,
+    summarize,
+    summarize_pairwise,
+)
 from assay.runner import ProgressCallback, RunError, RunOptions, closing, run_eval
 from assay.scorers import build as build_scorer
 from assay.scorers.base import Scorer
@@ -391,3 +398,76 @@ async def acompare(
 def compare(baseline: str, candidate: str, **kwargs: Any) -> RunComparison:
     """Compare two recorded runs; see :func:`acompare`."""
     return asyncio.run(acompare(baseline, candidate, **kwargs))
+
+
+async def apairwise(
+    baseline: str,
+    candidate: str,
+    judge: ScorerConfig,
+    *,
+    settings: Settings | None = None,
+    concurrency: int = 10,
+    level: float = 0.95,
+    project: str | None = None,
+) -> PairwiseSummary:
+    """Judge two recorded runs' outputs against each other, case by case, with a
+    pairwise judge that asks in both orders (``{"pairwise_judge": {...}}``)."""
+    from assay.goldens import case_from_dict
+
+    settings = settings or Settings.from_env()
+    built = build_scorers([judge])[0]
+    compare_fn = getattr(built, "compare", None)
+    if not callable(compare_fn):
+        raise RunError(
+            f"scorer {built.spec.name!r} cannot compare two outputs; use a pairwise judge, "
+            'e.g. \'{"pairwise_judge": {"rubric": "..."}}\''
+        )
+    async with api_client(settings) as client:
+        recorder = ApiRecorder(client, project)
+        runs = []
+        outputs: list[dict[str, Output]] = []
+        for run_id in (baseline, candidate):
+            run = await recorder.get_run(run_id)
+            if run is None:
+                raise RunError(f"no run {run_id!r}; `assay eval list` shows runs")
+            firsts: dict[str, Output] = {}
+            for t in sorted(await recorder.trials(run.run_id), key=lambda t: t.trial):
+                if t.output is not None:
+                    firsts.setdefault(t.case_id, t.output)
+            runs.append(run)
+            outputs.append(firsts)
+        golden = _check(
+            await client.get(
+                f"/api/v1/goldens/{runs[1].golden}",
+                params={**recorder.params, "version": runs[1].golden_version},
+            )
+        )
+    cases = {c["id"]: case_from_dict(c) for c in golden["cases"]}
+    shared = sorted(set(outputs[0]) & set(outputs[1]) & set(cases))
+    if not shared:
+        raise RunError(f"runs {baseline} and {candidate} share no case with an output")
+    slots = asyncio.Semaphore(concurrency)
+    names = {"a": "baseline", "b": "candidate", "tie": "tie", "inconsistent": "inconsistent"}
+
+    async def one(case_id: str) -> tuple[str, str, float]:
+        async with slots:
+            try:
+                r = await compare_fn(cases[case_id], outputs[0][case_id], outputs[1][case_id])
+            except Exception:
+                return case_id, "error", 0.0
+        return case_id, names.get(r.winner, "tie"), float(r.cost or 0.0)
+
+    try:
+        results = await asyncio.gather(*(one(c) for c in shared))
+    finally:
+        close = getattr(built, "aclose", None)
+        if callable(close):
+            await close()
+    return summarize_pairwise(
+        runs[0].run_id,
+        runs[1].run_id,
+        built.spec.label,
+        {c: w for c, w, _ in results},
+        cost=sum(cost for _, _, cost in results),
+        level=level,
+    )

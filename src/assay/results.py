@@ -454,3 +454,85 @@ def to_json(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+# -- pairwise judging -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PairwiseSummary:
+    """A pairwise judge's verdicts on two runs' outputs, case by case.
+
+    ``win_rate`` is the candidate's share of wins among decided cases (ties and
+    position-inconsistent verdicts excluded), with a Wilson interval and a two-sided
+    exact binomial (sign) test against 0.5.
+    """
+
+    baseline: str
+    candidate: str
+    judge: str
+    n_cases: int
+    candidate_wins: int
+    baseline_wins: int
+    ties: int
+    inconsistent: int
+    errors: int
+    win_rate: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    verdict: str
+    cost: float
+    cases: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def summarize_pairwise(
+    baseline: str,
+    candidate: str,
+    judge: str,
+    winners: Mapping[str, str],
+    *,
+    cost: float = 0.0,
+    level: float = 0.95,
+) -> PairwiseSummary:
+    """Summarize per-case winners (``candidate``, ``baseline``, ``tie``, ``inconsistent``
+    or ``error``) into a win rate with an interval and a sign-test verdict."""
+    from scipy.stats import binomtest
+
+    from assay.stats import wilson_interval
+
+    counts = {k: sum(1 for w in winners.values() if w == k) for k in _WINNERS}
+    decided = counts["candidate"] + counts["baseline"]
+    rate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p: float | None = None
+    if decided:
+        rate = counts["candidate"] / decided
+        low, high = wilson_interval(counts["candidate"], decided, level)
+        p = float(binomtest(counts["candidate"], decided, 0.5).pvalue)
+    if p is not None and p <= 1 - level and rate is not None:
+        verdict = "candidate preferred" if rate > 0.5 else "baseline preferred"
+    else:
+        verdict = "no detectable preference"
+    return PairwiseSummary(
+        baseline=baseline,
+        candidate=candidate,
+        judge=judge,
+        n_cases=len(winners),
+        candidate_wins=counts["candidate"],
+        baseline_wins=counts["baseline"],
+        ties=counts["tie"],
+        inconsistent=counts["inconsistent"],
+        errors=counts["error"],
+        win_rate=rate,
+        low=low,
+        high=high,
+        p_value=p,
+        verdict=verdict,
+        cost=cost,
+        cases=dict(winners),
+    )
+
+
+_WINNERS = ("candidate", "baseline", "tie", "inconsistent", "error")

@@ -42,6 +42,7 @@ from assay.llm import EndpointError
 from assay.results import (
     GateError,
     GateResult,
+    PairwiseSummary,
     RunComparison,
     RunSummary,
     check_gates,
@@ -439,7 +440,24 @@ def _report(
 @click.argument("candidate")
 @click.option("--lower-is-better", multiple=True, help="Scorers where lower is better.")
 @click.option("--level", type=float, default=0.95, help="Confidence level.")
-@click.option("--fail-on-regression", is_flag=True, help="Exit 1 if a scorer regressed.")
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    help="Exit 1 if a scorer regressed "
+    "(or, with --pairwise-judge, if the judge prefers the baseline).",
+)
+@click.option(
+    "--pairwise-judge",
+    "pairwise",
+    help="Also judge the two runs' outputs against each other, in both orders: "
+    "pairwise_judge:rubric='...' or JSON.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=10,
+    help="Pairwise judge calls in flight.",
+)
 @click.option("--project", help="Project (admin / loopback only).")
 @output_options
 def compare_cmd(
@@ -448,30 +466,66 @@ def compare_cmd(
     lower_is_better: tuple[str, ...],
     level: float,
     fail_on_regression: bool,
+    pairwise: str | None,
+    concurrency: int,
     project: str | None,
     as_json: bool,
 ) -> None:
     """Compare two runs case by case (paired): per scorer the difference with its
-    interval and p-value, a verdict, and the cases that flipped."""
+    interval and p-value, a verdict, and the cases that flipped; optionally a pairwise
+    judge's preference between the two runs' outputs."""
+    from assay.evaluation import apairwise
+
+    settings = settings_from_env()
+    judged = None
     try:
         result = asyncio.run(
             acompare(
                 baseline,
                 candidate,
-                settings=settings_from_env(),
+                settings=settings,
                 level=level,
                 lower_is_better=lower_is_better,
                 project=project,
             )
         )
+        if pairwise:
+            judged = asyncio.run(
+                apairwise(
+                    baseline,
+                    candidate,
+                    parse_scorer(pairwise),
+                    settings=settings,
+                    concurrency=concurrency,
+                    level=level,
+                    project=project,
+                )
+            )
     except _CONFIG_ERRORS as exc:
         raise ConfigError(str(exc)) from None
     if as_json:
-        print_json(to_json(result))
+        print_json({**to_json(result), "pairwise": to_json(judged) if judged else None})
     else:
         print_comparison(result)
-    if fail_on_regression and result.regressions:
+        if judged is not None:
+            print_pairwise(judged)
+    regressed = bool(result.regressions) or (
+        judged is not None and judged.verdict == "baseline preferred"
+    )
+    if fail_on_regression and regressed:
         sys.exit(EXIT_FAILED)
+
+
+def print_pairwise(p: PairwiseSummary) -> None:
+    """The pairwise judge's preference between two runs."""
+    rate = "—" if p.win_rate is None else f"{p.win_rate:.3f} [{fmt(p.low)}, {fmt(p.high)}]"
+    console.print(
+        f"pairwise ({p.judge}, both orders): candidate wins {p.candidate_wins}, baseline wins "
+        f"{p.baseline_wins}, ties {p.ties}, position-inconsistent {p.inconsistent}, errors "
+        f"{p.errors} of {p.n_cases} cases · candidate win rate {rate}, "
+        f"p={fmt(p.p_value)} → {p.verdict} · judging cost ${p.cost:.4f}",
+        highlight=False,
+    )
 
 
 @eval_.command("list")
