@@ -56,6 +56,9 @@ class Settings:
     #: DuckDB worker threads for queries; 0 means one per core.
     duckdb_threads: int = 0
     log_level: str = "info"
+    #: Embedder for drift checks: ``auto`` (sentence-transformers with the ``embed`` extra,
+    #: else hashing), ``hashing[:DIM]``, ``sentence-transformers[:PATH]`` or ``openai:MODEL``.
+    embedder: str = "auto"
 
     @property
     def loopback(self) -> bool:
@@ -82,6 +85,12 @@ class Settings:
             raise SettingsError(
                 f"ASSAY_PRICES={self.prices!r} is not a file; point it at a JSON price table "
                 "(see docs/pricing.md) or unset it"
+            )
+        kind = self.embedder.split(":", 1)[0].strip()
+        if kind not in ("auto", "hashing", "sentence-transformers", "openai"):
+            raise SettingsError(
+                f"ASSAY_EMBEDDER={self.embedder!r} is not an embedder; use auto, hashing, "
+                "sentence-transformers[:PATH] or openai:MODEL (see docs/drift.md)"
             )
         return self
 

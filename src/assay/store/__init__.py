@@ -6,7 +6,9 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import pyarrow as pa
+from numpy.typing import NDArray
 
 from assay.model import (
     Aggregate,
@@ -152,6 +154,42 @@ class Store(Protocol):
 
     def iter_trials(self, project: str, run_id: str) -> Iterator[Trial]:
         """A run's trials with scores, by case then trial, streamed."""
+        ...
+
+    def sample_window(
+        self,
+        flt: SpanFilter,
+        fields: Sequence[str],
+        attributes: Sequence[str] = (),
+        limit: int = 20_000,
+        seed: int = 0,
+    ) -> tuple[pa.Table, int]:
+        """A drift window: up to ``limit`` matching spans (the ones with the smallest
+        seeded hash of their ids, in that order) with ``trace_id``, ``span_id``, the named
+        fields and ``attr:KEY`` numeric attributes; and how many spans matched in all."""
+        ...
+
+    def load_embeddings(
+        self,
+        project: str,
+        embedder: str,
+        field: str,
+        trace_ids: Sequence[str],
+        span_ids: Sequence[str],
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Cached vectors of these spans: positions that have one, and their vectors."""
+        ...
+
+    def save_embeddings(
+        self,
+        project: str,
+        embedder: str,
+        field: str,
+        trace_ids: Sequence[str],
+        span_ids: Sequence[str],
+        vectors: NDArray[np.float32],
+    ) -> int:
+        """Cache one vector per span (kept when already cached); returns how many were new."""
         ...
 
     def close(self) -> None:

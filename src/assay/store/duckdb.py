@@ -25,6 +25,7 @@ from assay.model import (
 from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
 from assay.store import StoreError, StoreLockedError
+from assay.store.duckdb_drift import DriftTables
 from assay.store.duckdb_evals import EvalTables
 from assay.store.migrations import MIGRATIONS
 
@@ -102,7 +103,7 @@ def _span_from_row(row: tuple[Any, ...]) -> Span:
     return Span(**values)
 
 
-class DuckDBStore(EvalTables):
+class DuckDBStore(EvalTables, DriftTables):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
 
     def __init__(

@@ -178,3 +178,23 @@ def m003_evals(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m004_embeddings(con: Any) -> None:
+    # One vector per (span, field, embedder): drift checks embed a span once and reuse it.
+    # Golden-set cases are cached too, under trace_id 'golden:NAME@VERSION' and their case id.
+    con.execute(
+        """
+        CREATE TABLE embeddings (
+            project VARCHAR NOT NULL,
+            embedder VARCHAR NOT NULL,
+            field VARCHAR NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            span_id VARCHAR NOT NULL,
+            vector FLOAT[] NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (project, embedder, field, trace_id, span_id)
+        )
+        """
+    )
