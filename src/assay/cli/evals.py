@@ -564,13 +564,8 @@ def list_runs(golden: str | None, limit: int, project: str | None, as_json: bool
     )
 
 
-@eval_.command("show")
-@click.argument("run_id")
-@click.option("--project", help="Project (admin / loopback only).")
-@output_options
-def show(run_id: str, project: str | None, as_json: bool) -> None:
-    """A run's statistics: per scorer the mean and 95% interval (cases as clusters),
-    flaky cases, pass@k and pass^k; latency, tokens and cost."""
+def fetch_summary(run_id: str, project: str | None) -> RunSummary:
+    """A recorded run's summary, or a configuration error (exit 2)."""
     from assay.evaluation import ApiRecorder, api_client
 
     async def fetch() -> RunSummary:
@@ -578,9 +573,20 @@ def show(run_id: str, project: str | None, as_json: bool) -> None:
             return await ApiRecorder(client, project).summary(run_id)
 
     try:
-        summary = asyncio.run(fetch())
+        return asyncio.run(fetch())
     except _CONFIG_ERRORS as exc:
         raise ConfigError(str(exc)) from None
+
+
+@eval_.command("show")
+@click.argument("run_id")
+@click.option("--project", help="Project (admin / loopback only).")
+@output_options
+def show(run_id: str, project: str | None, as_json: bool) -> None:
+    """A run's statistics: per scorer the mean and 95% interval (cases as clusters),
+    flaky cases, pass@k and pass^k; latency, tokens and cost."""
+
+    summary = fetch_summary(run_id, project)
     if as_json:
         print_json(to_json(summary))
     else:
@@ -654,16 +660,8 @@ def plan(
             highlight=False,
         )
         return
-    from assay.evaluation import ApiRecorder, api_client
 
-    async def fetch() -> RunSummary:
-        async with api_client(settings_from_env()) as client:
-            return await ApiRecorder(client, project).summary(run_id)
-
-    try:
-        summary = asyncio.run(fetch())
-    except _CONFIG_ERRORS as exc:
-        raise ConfigError(str(exc)) from None
+    summary = fetch_summary(run_id, project)
     keys = [scorer] if scorer else list(summary.scorers)
     out = {}
     for key in keys:
