@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "models": "assay.cli.traces:models",
     "goldens": "assay.cli.goldens:goldens",
     "eval": "assay.cli.evals:eval_",
+    "drift": "assay.cli.drift:drift",
     "projects": "assay.cli.keys:projects",
     "keys": "assay.cli.keys:keys",
 }
@@ -59,4 +60,3 @@ def cli() -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(auto_envvar_prefix="ASSAY")
-

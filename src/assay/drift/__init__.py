@@ -30,22 +30,34 @@ from assay.drift.detectors import (
     psi_test,
     wasserstein_test,
 )
+from assay.drift.features import FEATURES, Feature, select_features
+from assay.drift.report import DriftReport, DriftSpec, FeatureReport, build_spec, run_check
 from assay.drift.result import DriftResult, DriftTest, correct
+from assay.drift.windows import GoldenWindow, SpanWindow, WindowError, parse_range
 
 __all__ = [
     "DEFAULT_TESTS",
+    "FEATURES",
     "MISSING",
     "OTHER",
     "Chi2Test",
     "ClassifierTest",
+    "DriftReport",
     "DriftResult",
+    "DriftSpec",
     "DriftTest",
+    "Feature",
+    "FeatureReport",
+    "GoldenWindow",
     "JSTest",
     "KSPerDimTest",
     "KSTest",
     "MMDTest",
     "PSITest",
+    "SpanWindow",
     "WassersteinTest",
+    "WindowError",
+    "build_spec",
     "category_shifts",
     "chi2_test",
     "classifier_test",
@@ -55,6 +67,9 @@ __all__ = [
     "ks_per_dim_test",
     "ks_test",
     "mmd_test",
+    "parse_range",
     "psi_test",
+    "run_check",
+    "select_features",
     "wasserstein_test",
 ]

@@ -82,12 +82,14 @@ def create_app(
     )
 
     from assay.server.api import router as api_router
+    from assay.server.drift_api import router as drift_router
     from assay.server.evals_api import router as evals_router
     from assay.server.otlp_routes import router as otlp_router
 
     app.include_router(otlp_router)
     app.include_router(api_router)
     app.include_router(evals_router)
+    app.include_router(drift_router)
 
     @app.exception_handler(QueryError)
     async def _query_error(_: Request, exc: QueryError) -> JSONResponse:
