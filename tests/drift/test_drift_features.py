@@ -191,3 +191,12 @@ def test_auto_embedder_falls_back_to_hashing_with_a_note(monkeypatch: pytest.Mon
         assert local.name.startswith("sentence-transformers") and note is None
     with pytest.raises(EmbedderError, match="unknown embedder"):
         resolve_embedder("word2vec")
+
+
+def test_embedder_setting_is_validated() -> None:
+    from assay.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).embedder == "auto"
+    assert Settings.from_env({"ASSAY_EMBEDDER": "openai:text-embedding-3-small"}).embedder
+    with pytest.raises(SettingsError, match="ASSAY_EMBEDDER='word2vec'"):
+        Settings.from_env({"ASSAY_EMBEDDER": "word2vec"})
