@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -97,22 +96,3 @@ class CountingEmbedder:
         self.calls += 1
         self.texts += len(texts)
         return self._inner.embed(texts)
-
-
-class FastEmbedder:
-    """A cheap deterministic embedder (a seeded random vector per text), counting texts."""
-
-    def __init__(self, dim: int = 32) -> None:
-        self.name = f"fast:{dim}"
-        self.dim: int | None = dim
-        self.texts = 0
-
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        self.texts += len(texts)
-        rows = [
-            np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim or 1) for t in texts
-        ]
-        matrix = np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim or 1)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        out: NDArray[np.float32] = matrix / np.maximum(norms, 1e-12)
-        return out
