@@ -267,13 +267,13 @@ def render(report: dict[str, Any]) -> None:
                     _num(r["statistic"]) if r else "",
                     f"{r['effect_name']} {_num(r['effect'])}" if r and r["effect_name"] else "",
                     _num(r["p_adjusted"]) if r else "",
-                    ("DRIFT" if r["drifted"] else "") if r else "",
+                    {True: "drift", False: "ok"}.get(r["drifted"], "—") if r else "",
                     f["verdict"] if first else "",
                 ]
             )
     print_table(
         f"features (alpha {report['alpha']}, {report['correction']} across all tests)",
-        ["feature", "n ref/cur", "test", "statistic", "effect", "p adj.", "", "verdict"],
+        ["feature", "n ref/cur", "test", "statistic", "effect", "p adj.", "test says", "verdict"],
         rows,
     )
     for f in report["features"]:
