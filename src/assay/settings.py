@@ -59,6 +59,10 @@ class Settings:
     #: Embedder for drift checks: ``auto`` (sentence-transformers with the ``embed`` extra,
     #: else hashing), ``hashing[:DIM]``, ``sentence-transformers[:PATH]`` or ``openai:MODEL``.
     embedder: str = "auto"
+    #: Run saved drift monitors on their schedules in the server (``ASSAY_MONITORS``).
+    monitors: bool = True
+    #: Seconds between the monitor scheduler's looks for due monitors and pending alerts.
+    monitor_tick_seconds: float = 30.0
 
     @property
     def loopback(self) -> bool:
@@ -92,6 +96,11 @@ class Settings:
                 f"ASSAY_EMBEDDER={self.embedder!r} is not an embedder; use auto, hashing, "
                 "sentence-transformers[:PATH] or openai:MODEL (see docs/drift.md)"
             )
+        if not 0.01 <= self.monitor_tick_seconds <= 3600:
+            raise SettingsError(
+                f"ASSAY_MONITOR_TICK_SECONDS={self.monitor_tick_seconds} must be between 0.01 "
+                "and 3600 seconds (default 30)"
+            )
         return self
 
     @classmethod
@@ -110,6 +119,13 @@ class Settings:
 
 def _parse(name: str, type_: Any, raw: str) -> Any:
     kind = str(type_)
+    if kind.startswith("bool"):
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"ASSAY_{name.upper()}={raw!r} is not a boolean; use true or false")
     try:
         if kind.startswith("int"):
             return int(raw)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "goldens": "assay.cli.goldens:goldens",
     "eval": "assay.cli.evals:eval_",
     "drift": "assay.cli.drift:drift",
+    "monitors": "assay.cli.monitors:monitors",
     "projects": "assay.cli.keys:projects",
     "keys": "assay.cli.keys:keys",
 }

@@ -66,9 +66,15 @@ def create_app(
         app.state.auth = Authenticator(settings, keys)
         app.state.ingestor = ingestor
         app.state.decode_slots = asyncio.Semaphore(4)
+        from assay.monitors.scheduler import Scheduler
+
+        app.state.monitors = monitors = Scheduler.from_settings(st, settings)
+        if settings.monitors:
+            monitors.start()
         try:
             yield
         finally:
+            await monitors.stop()
             decoder.close()
             await asyncio.to_thread(ingestor.stop)
             if owned:
@@ -84,12 +90,14 @@ def create_app(
     from assay.server.api import router as api_router
     from assay.server.drift_api import router as drift_router
     from assay.server.evals_api import router as evals_router
+    from assay.server.monitors_api import router as monitors_router
     from assay.server.otlp_routes import router as otlp_router
 
     app.include_router(otlp_router)
     app.include_router(api_router)
     app.include_router(evals_router)
     app.include_router(drift_router)
+    app.include_router(monitors_router)
 
     @app.exception_handler(QueryError)
     async def _query_error(_: Request, exc: QueryError) -> JSONResponse:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,9 @@ from assay.model import (
 )
 from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter
+
+if TYPE_CHECKING:
+    from assay.monitors.values import Monitor, MonitorAlert, MonitorResult
 
 
 class StoreError(RuntimeError):
@@ -190,6 +193,87 @@ class Store(Protocol):
         vectors: NDArray[np.float32],
     ) -> int:
         """Cache one vector per span (kept when already cached); returns how many were new."""
+        ...
+
+    def create_monitor(self, monitor: Monitor) -> bool:
+        """Store a new monitor; False when the project already has one of that name."""
+        ...
+
+    def get_monitor(self, project: str, name: str) -> Monitor | None:
+        """One monitor by name."""
+        ...
+
+    def list_monitors(self, project: str | None = None) -> list[Monitor]:
+        """Monitors of one project (or all), by name."""
+        ...
+
+    def update_monitor(self, monitor: Monitor) -> bool:
+        """Rewrite a monitor's definition, schedule, webhooks and enabled flag (state,
+        history and lease are kept); False when it does not exist."""
+        ...
+
+    def delete_monitor(self, project: str, name: str) -> bool:
+        """Remove a monitor with its results and alerts; False when it does not exist."""
+        ...
+
+    def claim_monitor(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        project: str | None = None,
+        name: str | None = None,
+    ) -> Monitor | None:
+        """Lease the most overdue due monitor (or the named one, due or not) with a
+        conditional update, so that no two schedulers run one monitor at once."""
+        ...
+
+    def renew_monitor_lease(
+        self, project: str, name: str, owner: str, lease_until: datetime
+    ) -> bool:
+        """Extend a held lease; False when ``owner`` no longer holds it."""
+        ...
+
+    def release_monitor(self, project: str, name: str, owner: str) -> bool:
+        """Give up a held lease without recording a run."""
+        ...
+
+    def record_monitor_run(
+        self,
+        result: MonitorResult,
+        owner: str,
+        next_run_at: datetime | None,
+        alerts: Sequence[MonitorAlert],
+        alert_lease_until: datetime | None = None,
+    ) -> bool:
+        """Atomically store a run's result and, while ``owner`` holds the lease, update the
+        monitor's state and next run, release the lease and queue the alerts."""
+        ...
+
+    def list_monitor_results(
+        self, project: str, name: str, limit: int = 100, since: datetime | None = None
+    ) -> list[MonitorResult]:
+        """A monitor's results (its drift time series), newest first, without reports."""
+        ...
+
+    def get_monitor_result(self, project: str, name: str, result_id: str) -> MonitorResult | None:
+        """One result with its full drift report."""
+        ...
+
+    def claim_alerts(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int = 20
+    ) -> list[MonitorAlert]:
+        """Lease pending alerts that nobody is delivering and whose next attempt is due."""
+        ...
+
+    def save_alert_attempt(
+        self, alert: MonitorAlert, owner: str, lease_until: datetime | None
+    ) -> bool:
+        """Record a delivery attempt of a held alert; ``lease_until`` None releases it."""
+        ...
+
+    def list_monitor_alerts(self, project: str, name: str, limit: int = 50) -> list[MonitorAlert]:
+        """A monitor's alerts with their delivery status, newest first."""
         ...
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cur
 from assay.store import StoreError, StoreLockedError
 from assay.store.duckdb_drift import DriftTables
 from assay.store.duckdb_evals import EvalTables
+from assay.store.duckdb_monitors import MonitorTables
 from assay.store.migrations import MIGRATIONS
 
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
@@ -103,7 +104,7 @@ def _span_from_row(row: tuple[Any, ...]) -> Span:
     return Span(**values)
 
 
-class DuckDBStore(EvalTables, DriftTables):
+class DuckDBStore(EvalTables, DriftTables, MonitorTables):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
 
     def __init__(

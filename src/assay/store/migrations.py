@@ -198,3 +198,81 @@ def m004_embeddings(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m005_monitors(con: Any) -> None:
+    # A saved drift check run on a schedule. lease_owner/lease_expires_at let several
+    # schedulers share one database: a run is claimed by a conditional UPDATE first.
+    con.execute(
+        """
+        CREATE TABLE monitors (
+            project VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            spec JSON NOT NULL,
+            every_seconds INTEGER NOT NULL,
+            webhooks JSON NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            next_run_at TIMESTAMP,
+            state VARCHAR,
+            state_since TIMESTAMP,
+            last_run_at TIMESTAMP,
+            last_result_id VARCHAR,
+            lease_owner VARCHAR,
+            lease_expires_at TIMESTAMP,
+            PRIMARY KEY (project, name)
+        )
+        """
+    )
+    # One row per run: the time series a chart of drift over time reads.
+    con.execute(
+        """
+        CREATE TABLE monitor_results (
+            project VARCHAR NOT NULL,
+            monitor VARCHAR NOT NULL,
+            result_id VARCHAR NOT NULL,
+            ran_at TIMESTAMP NOT NULL,
+            trigger VARCHAR NOT NULL,
+            verdict VARCHAR,
+            state VARCHAR,
+            previous_state VARCHAR,
+            window_start TIMESTAMP,
+            window_end TIMESTAMP,
+            reference VARCHAR,
+            reference_start TIMESTAMP,
+            reference_end TIMESTAMP,
+            drifted JSON NOT NULL,
+            features JSON NOT NULL,
+            error VARCHAR,
+            elapsed_ms DOUBLE NOT NULL,
+            report JSON,
+            PRIMARY KEY (project, monitor, result_id)
+        )
+        """
+    )
+    # One row per (state change, webhook URL), with its delivery status.
+    con.execute(
+        """
+        CREATE TABLE monitor_alerts (
+            alert_id VARCHAR PRIMARY KEY,
+            project VARCHAR NOT NULL,
+            monitor VARCHAR NOT NULL,
+            result_id VARCHAR NOT NULL,
+            url VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            previous_state VARCHAR,
+            payload JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            status VARCHAR NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_status INTEGER,
+            error VARCHAR,
+            delivered_at TIMESTAMP,
+            next_attempt_at TIMESTAMP,
+            lease_owner VARCHAR,
+            lease_expires_at TIMESTAMP
+        )
+        """
+    )
