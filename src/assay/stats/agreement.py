@@ -241,7 +241,7 @@ def krippendorff_alpha(ratings: Sequence[Sequence[Any]], level: Level = "nominal
             except TypeError:
                 raise TypeError(f"ratings[{r}][{u}] = {v!r}: labels must be hashable") from None
             if level in ("interval", "ratio"):
-                if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v):
+                if not isinstance(v, Real) or not math.isfinite(v):
                     raise TypeError(
                         f"ratings[{r}][{u}] = {v!r}: the {level} level needs finite numbers; "
                         "use level='nominal' or 'ordinal' for categories"
