@@ -7,6 +7,7 @@ the server refused (unknown monitor, bad window, name taken …).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -199,6 +200,13 @@ def _time(value: str | None) -> str:
     return "" if not value else value.replace("+00:00", "Z")[:19].replace("T", " ")
 
 
+def _next(monitor: dict[str, Any]) -> str:
+    if not monitor["enabled"] or not monitor["next_run_at"]:
+        return "—"
+    when = datetime.fromisoformat(monitor["next_run_at"])
+    return "due (next tick)" if when <= datetime.now(UTC) else _time(monitor["next_run_at"])
+
+
 @monitors.command("list")
 @project_option
 @output_options
@@ -221,7 +229,7 @@ def list_command(project: str | None, as_json: bool) -> None:
                 (m["state"] or "—") + (" (running)" if m["running"] else ""),
                 _time(m["state_since"]),
                 _time(m["last_run_at"]),
-                _time(m["next_run_at"]),
+                _next(m),
                 len(m["webhooks"]),
             ]
             for m in items
