@@ -277,3 +277,27 @@ class Trial:
     started_at: datetime
     finished_at: datetime
     score_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A score, label or comment on a trace (or one span of it), with who gave it.
+
+    ``kind`` says which value column holds it: ``number`` (a score), ``boolean`` (1.0 or
+    0.0 in ``number``), ``category`` (``category``) or ``comment`` (only ``comment``).
+    ``feedback_id`` is the client's idempotency key.
+    """
+
+    project: str
+    feedback_id: str
+    trace_id: str
+    span_id: str | None
+    name: str
+    kind: str
+    number: float | None
+    category: str | None
+    comment: str | None
+    source: str
+    author: str | None
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)

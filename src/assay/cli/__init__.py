@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "eval": "assay.cli.evals:eval_",
     "drift": "assay.cli.drift:drift",
     "monitors": "assay.cli.monitors:monitors",
+    "feedback": "assay.cli.feedback:feedback",
     "projects": "assay.cli.keys:projects",
     "keys": "assay.cli.keys:keys",
 }

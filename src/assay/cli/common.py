@@ -37,10 +37,11 @@ def _server_up(client: httpx.Client) -> bool:
 
 
 @contextmanager
-def connect(settings: Settings) -> Iterator[httpx.Client]:
+def connect(settings: Settings, create: bool = False) -> Iterator[httpx.Client]:
     """An HTTP client for the API: the running server at ``settings.url`` when one
     answers, otherwise the same app in-process on the database file (one writer:
-    the file is opened only when no server holds it)."""
+    the file is opened only when no server holds it). Commands that add data pass
+    ``create=True`` so a first use creates the file; readers get a clear error instead."""
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     remote = httpx.Client(base_url=settings.url, headers=headers, timeout=60.0)
     if _server_up(remote):
@@ -50,7 +51,7 @@ def connect(settings: Settings) -> Iterator[httpx.Client]:
             remote.close()
         return
     remote.close()
-    if not os.path.exists(settings.db):
+    if not create and not os.path.exists(settings.db):
         raise click.ClickException(
             f"no assay server answers at {settings.url} and there is no database at "
             f"{settings.db!r}. Start one with `assay serve`, or set ASSAY_URL / ASSAY_DB."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from assay.cli.common import (
     print_table,
     settings_from_env,
 )
-from assay.evaluation import api_client
 from assay.goldens import (
     GoldenSet,
     GoldenSetError,
@@ -27,7 +25,6 @@ from assay.goldens import (
     diff_golden_sets,
     load_golden_set,
 )
-from assay.store import StoreError
 
 
 def load_file(path: str, name: str | None = None) -> GoldenSet:
@@ -74,17 +71,9 @@ def add(path: str, name: str | None, project: str | None) -> None:
         "cases": [case_to_dict(c) for c in golden.cases],
     }
     params = {"project": project} if project else {}
-    settings = settings_from_env()
-
-    async def post() -> Any:
-        # Like `eval run`, adding creates the database file when there is none yet.
-        async with api_client(settings) as client:
-            return check(await client.post("/api/v1/goldens", json=body, params=params))
-
-    try:
-        stored = asyncio.run(post())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    # Like `eval run`, adding creates the database file when there is none yet.
+    with connect(settings_from_env(), create=True) as client:
+        stored = check(client.post("/api/v1/goldens", json=body, params=params))
     what = "new version" if stored["created"] else "unchanged, version"
     console.print(
         f"golden set [bold]{stored['name']}[/]: {what} {stored['short']} "

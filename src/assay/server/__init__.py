@@ -90,6 +90,7 @@ def create_app(
     from assay.server.api import router as api_router
     from assay.server.drift_api import router as drift_router
     from assay.server.evals_api import router as evals_router
+    from assay.server.feedback_api import router as feedback_router
     from assay.server.monitors_api import router as monitors_router
     from assay.server.otlp_routes import router as otlp_router
 
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(evals_router)
     app.include_router(drift_router)
     app.include_router(monitors_router)
+    app.include_router(feedback_router)
 
     @app.exception_handler(QueryError)
     async def _query_error(_: Request, exc: QueryError) -> JSONResponse:

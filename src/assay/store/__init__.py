@@ -14,6 +14,7 @@ from assay.model import (
     Aggregate,
     ApiKey,
     EvalRun,
+    Feedback,
     GoldenVersion,
     Project,
     Span,
@@ -274,6 +275,23 @@ class Store(Protocol):
 
     def list_monitor_alerts(self, project: str, name: str, limit: int = 50) -> list[MonitorAlert]:
         """A monitor's alerts with their delivery status, newest first."""
+        ...
+
+    def add_feedback(self, items: Sequence[Feedback]) -> list[Feedback]:
+        """Store feedback records (idempotent by id); returns what is stored for each id."""
+        ...
+
+    def list_feedback(
+        self,
+        project: str,
+        *,
+        trace_id: str | None = None,
+        name: str | None = None,
+        source: str | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[Feedback]:
+        """Feedback of a project, newest first."""
         ...
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cur
 from assay.store import StoreError, StoreLockedError
 from assay.store.duckdb_drift import DriftTables
 from assay.store.duckdb_evals import EvalTables
+from assay.store.duckdb_feedback import FeedbackTables
 from assay.store.duckdb_monitors import MonitorTables
 from assay.store.migrations import MIGRATIONS
 
@@ -104,7 +105,7 @@ def _span_from_row(row: tuple[Any, ...]) -> Span:
     return Span(**values)
 
 
-class DuckDBStore(EvalTables, DriftTables, MonitorTables):
+class DuckDBStore(EvalTables, DriftTables, MonitorTables, FeedbackTables):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
 
     def __init__(

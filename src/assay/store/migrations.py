@@ -276,3 +276,29 @@ def m005_monitors(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m006_feedback(con: Any) -> None:
+    # Keyed by the client's id: a resent record is not stored twice.
+    con.execute(
+        """
+        CREATE TABLE feedback (
+            project VARCHAR NOT NULL,
+            feedback_id VARCHAR NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            span_id VARCHAR,
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            number DOUBLE,
+            category VARCHAR,
+            comment VARCHAR,
+            source VARCHAR NOT NULL,
+            author VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            metadata JSON,
+            PRIMARY KEY (project, feedback_id)
+        )
+        """
+    )
+    con.execute("CREATE INDEX feedback_trace ON feedback (project, trace_id)")
