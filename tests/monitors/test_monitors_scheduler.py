@@ -148,6 +148,21 @@ async def test_two_schedulers_on_one_store_never_run_a_monitor_twice(store: Duck
     await b.stop()
 
 
+async def test_a_monitor_deleted_while_it_runs_leaves_no_history(store: DuckDBStore) -> None:
+    fill_days(store)
+    add(store, "slow", EMBEDDINGS)
+    embedder = BlockingEmbedder()
+    scheduler = Scheduler(store, clock=Clock(end_of(2)), embedder=embedder)
+    running = asyncio.create_task(scheduler.tick())
+    assert await asyncio.to_thread(embedder.entered.wait, 10)
+    assert store.delete_monitor("default", "slow")
+    embedder.release.set()
+    assert await running == 1
+    add(store, "slow", EMBEDDINGS)
+    assert store.list_monitor_results("default", "slow") == []
+    await scheduler.stop()
+
+
 async def test_an_expired_lease_is_taken_over_and_the_late_run_changes_nothing(
     store: DuckDBStore,
 ) -> None:

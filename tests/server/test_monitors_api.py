@@ -84,6 +84,9 @@ async def test_run_stores_a_result_readable_with_its_report(
     ("body", "status", "reason"),
     [
         ({**OK, "every": "10s"}, 400, "minimum of 1m"),
+        ({**OK, "every": 10**400}, 400, "maximum of 90d"),
+        ({**OK, "window": "999999d"}, 400, "reaches before year 1"),
+        ({**OK, "webhooks": ["http://[::1"]}, 400, "not an http(s) URL"),
         ({**OK, "name": "no spaces"}, 400, "monitor name 'no spaces'"),
         ({**OK, "window": "2026-03-01..2026-03-02"}, 400, "fixed time"),
         ({**OK, "reference": "1d..2d"}, 400, "write the older time first"),

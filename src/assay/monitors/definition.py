@@ -52,7 +52,8 @@ def parse_every(every: str | int | float) -> int:
     if isinstance(every, bool):
         raise MonitorError(f"every {every!r} is not a duration; use e.g. 15m, 1h or 1d")
     if isinstance(every, int | float):
-        seconds = float(every)
+        # A huge int would overflow float(); anything that large is over the maximum anyway.
+        seconds = float(min(every, MAX_EVERY_SECONDS + 1))
     else:
         try:
             seconds = parse_duration(str(every), "every").total_seconds()
@@ -81,8 +82,13 @@ def check_webhooks(urls: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for url in urls:
         text = url.strip() if isinstance(url, str) else ""
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname or len(text) > 2000:
+        scheme, host = "", None
+        try:
+            parts = urlsplit(text)
+            scheme, host = parts.scheme, parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            pass
+        if not host or scheme not in ("http", "https") or len(text) > 2000:
             raise MonitorError(
                 f"webhook {url!r} is not an http(s) URL with a host, e.g. "
                 "https://hooks.example.com/assay"
@@ -102,6 +108,10 @@ def _check_relative(text: str, what: str, now: datetime, need_start: bool) -> No
         b0, b1 = parse_range(text, later, what)
     except WindowError as exc:
         raise MonitorError(str(exc)) from None
+    except OverflowError:
+        raise MonitorError(
+            f"{what} window {text!r} reaches before year 1; use a shorter duration"
+        ) from None
     moved = timedelta(hours=1)
     fixed = (a1 is not None and b1 is not None and b1 - a1 != moved) or (
         a0 is not None and b0 is not None and b0 - a0 != moved

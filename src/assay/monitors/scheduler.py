@@ -203,8 +203,8 @@ class Scheduler:
         result, _, owned = future.result()
         if not owned:
             log.warning(
-                "monitor %s: another scheduler took it over while this check ran; its result "
-                "is stored but did not change the monitor's state",
+                "monitor %s was deleted, or taken over by another scheduler, while this check "
+                "ran: the run did not change the monitor's state",
                 monitor.name,
             )
         return result

@@ -302,11 +302,19 @@ class MonitorTables:
         """In one transaction: store a run's result; and, while ``owner`` still holds the
         lease, move the monitor's state, set its next run (None keeps it), release the lease
         and queue the alerts (leased to ``owner`` until ``alert_lease_until``). Returns
-        whether the lease was still held (if not, only the result is stored)."""
+        whether the lease was still held (if not, only the result is stored; nothing is
+        when the monitor was deleted while it ran)."""
         with self._write_lock:
             cur = self._cursor()
             try:
                 cur.execute("BEGIN")
+                exists = cur.execute(
+                    "SELECT count(*) FROM monitors WHERE project = ? AND name = ?",
+                    [result.project, result.monitor],
+                ).fetchone()
+                if not (exists and exists[0]):  # deleted while it ran: keep no orphan rows
+                    cur.execute("ROLLBACK")
+                    return False
                 cur.execute(
                     f"INSERT INTO monitor_results ({_RESULT_COLS}, report) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
