@@ -302,3 +302,61 @@ def m006_feedback(con: Any) -> None:
         """
     )
     con.execute("CREATE INDEX feedback_trace ON feedback (project, trace_id)")
+
+
+@migration
+def m007_queues(con: Any) -> None:
+    # An annotation queue: what was selected, how (strategy, parameters, seed) and the
+    # label people give. Items snapshot the span's text so a later change cannot move it.
+    con.execute(
+        """
+        CREATE TABLE queues (
+            project VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            queue_id VARCHAR NOT NULL,
+            strategy VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            seed BIGINT NOT NULL,
+            label JSON NOT NULL,
+            instructions VARCHAR,
+            size INTEGER NOT NULL,
+            item_count INTEGER NOT NULL,
+            population BIGINT NOT NULL,
+            lease_seconds INTEGER NOT NULL,
+            notes JSON NOT NULL,
+            created_by VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (project, name)
+        )
+        """
+    )
+    # A claim is a lease (claimed_by until lease_expires_at) taken by a conditional UPDATE,
+    # so two labellers never hold one item.
+    con.execute(
+        """
+        CREATE TABLE queue_items (
+            project VARCHAR NOT NULL,
+            queue VARCHAR NOT NULL,
+            item_id INTEGER NOT NULL,
+            trace_id VARCHAR NOT NULL,
+            span_id VARCHAR NOT NULL,
+            stratum VARCHAR,
+            inclusion_probability DOUBLE,
+            score DOUBLE,
+            input_text VARCHAR,
+            output_text VARCHAR,
+            input_messages JSON,
+            output_messages JSON,
+            context JSON NOT NULL,
+            status VARCHAR NOT NULL,
+            claimed_by VARCHAR,
+            claimed_at TIMESTAMP,
+            lease_expires_at TIMESTAMP,
+            done_by VARCHAR,
+            done_at TIMESTAMP,
+            feedback_id VARCHAR,
+            skip_reason VARCHAR,
+            PRIMARY KEY (project, queue, item_id)
+        )
+        """
+    )
