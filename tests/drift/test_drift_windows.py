@@ -180,3 +180,10 @@ def test_golden_window_reads_inputs_and_expected_answers(store: DuckDBStore) -> 
     assert {r["trace_id"] for r in rows} == {f"golden:support@{'f' * 64}"}
     with pytest.raises(GoldenNotFoundError, match="assay goldens add"):
         load_window(store, golden_window("nope", "default"), ["input_text"])
+
+
+def test_a_duration_outside_the_calendar_is_a_window_error() -> None:
+    from assay.drift.windows import WindowError, parse_range
+
+    with pytest.raises(WindowError, match="outside the calendar"):
+        parse_range("999999d", what="current")

@@ -63,7 +63,10 @@ def connect(settings: Settings, create: bool = False) -> Iterator[httpx.Client]:
 
     try:
         with TestClient(
-            create_app(settings.with_(host="127.0.0.1")), base_url="http://local", headers=headers
+            # A one-off command must not run the server's scheduled background work.
+            create_app(settings.with_(host="127.0.0.1", monitors=False)),
+            base_url="http://local",
+            headers=headers,
         ) as local:
             yield cast(httpx.Client, local)
     except StoreError as exc:

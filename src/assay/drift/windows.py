@@ -142,6 +142,11 @@ def parse_range(
         left, right = raw.split("..", 1)
         start = parse_time(left.strip(), now, f"{what} window start") if left.strip() else None
         end = parse_time(right.strip(), now, f"{what} window end") if right.strip() else now
+    except OverflowError:
+        raise WindowError(
+            f"{what} window {text!r} reaches outside the calendar; use a shorter duration "
+            "such as 'last 365d'"
+        ) from None
     except QueryError as exc:
         raise WindowError(
             f"{exc}. A {what} window is START..END (e.g. '7d ago..1d ago', '30d..1d', "
