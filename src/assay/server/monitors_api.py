@@ -110,6 +110,17 @@ def _project(request: Request, project: str | None) -> str:
     return str(request.app.state.auth.project_for(request, project))
 
 
+def _webhooks_allowed(request: Request) -> None:
+    # The server POSTs to whatever URL a webhook names; on a server reachable by others
+    # only the admin may point it somewhere, so a project key cannot probe the network.
+    if not request.app.state.auth.caller(request).admin:
+        raise HTTPException(
+            403,
+            "setting webhooks needs the admin key (ASSAY_ADMIN_KEY) or a loopback request "
+            "without a key; create the monitor without webhooks, then ask an admin to add them",
+        )
+
+
 def _get(store: Store, project: str, name: str) -> Monitor:
     monitor = store.get_monitor(project, name)
     if monitor is None:
@@ -130,6 +141,8 @@ def create_monitor(
 ) -> Any:
     """Validate and store a monitor; it first runs on the scheduler's next tick."""
     proj = _project(request, project)
+    if body.webhooks:
+        _webhooks_allowed(request)
     fields = body.model_dump(include=set(_CHECK_FIELDS))
     try:
         monitor = new_monitor(
@@ -190,6 +203,8 @@ def update_monitor(
     proj = _project(request, project)
     old = _get(store, proj, name)
     given = body.model_dump(exclude_unset=True)
+    if given.get("webhooks"):
+        _webhooks_allowed(request)
     now = datetime.now(UTC)
     try:
         merged = {**old.check.to_json(), **{k: v for k, v in given.items() if k in _CHECK_FIELDS}}
