@@ -88,6 +88,7 @@ def create_app(
     )
 
     from assay.server.api import router as api_router
+    from assay.server.calibration_api import router as calibration_router
     from assay.server.drift_api import router as drift_router
     from assay.server.evals_api import router as evals_router
     from assay.server.feedback_api import router as feedback_router
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(drift_router)
     app.include_router(monitors_router)
     app.include_router(feedback_router)
+    app.include_router(calibration_router)
 
     @app.exception_handler(QueryError)
     async def _query_error(_: Request, exc: QueryError) -> JSONResponse:

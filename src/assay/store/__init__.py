@@ -26,6 +26,7 @@ from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter
 
 if TYPE_CHECKING:
+    from assay.calibration import JudgeScore, JudgeScores, LabelOrigin, StoredCalibrator
     from assay.monitors.values import Monitor, MonitorAlert, MonitorResult
 
 
@@ -292,6 +293,39 @@ class Store(Protocol):
         limit: int = 1000,
     ) -> list[Feedback]:
         """Feedback of a project, newest first."""
+        ...
+
+    def judge_scores(self, project: str, judge: str, labels: str, flt: SpanFilter) -> JudgeScores:
+        """A judge's latest score per (trace, span) in a window, with the latest human label
+        named ``labels`` on the same items."""
+        ...
+
+    def list_judge_scores(
+        self, project: str, judge: str, flt: SpanFilter, limit: int = 100
+    ) -> list[JudgeScore]:
+        """A judge's latest score per (trace, span) in a window, newest first."""
+        ...
+
+    def save_calibrator(self, calibrator: StoredCalibrator) -> None:
+        """Store a judge's calibrator, replacing the one it had."""
+        ...
+
+    def get_calibrator(self, project: str, judge: str) -> StoredCalibrator | None:
+        """The calibrator stored for a judge, if any."""
+        ...
+
+    def list_calibrators(self, project: str) -> list[StoredCalibrator]:
+        """Every stored calibrator of a project."""
+        ...
+
+    def delete_calibrator(self, project: str, judge: str) -> bool:
+        """Drop a judge's calibrator; False when none was stored."""
+        ...
+
+    def label_origins(
+        self, project: str, label_ids: Sequence[str], keys: Sequence[tuple[str, str | None]]
+    ) -> list[LabelOrigin | None]:
+        """The annotation queue each label came from, with its sampling (None: no queue)."""
         ...
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from assay.model import (
 from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
 from assay.store import StoreError, StoreLockedError
+from assay.store.duckdb_calibration import CalibrationTables
 from assay.store.duckdb_drift import DriftTables
 from assay.store.duckdb_evals import EvalTables
 from assay.store.duckdb_feedback import FeedbackTables
@@ -105,7 +106,7 @@ def _span_from_row(row: tuple[Any, ...]) -> Span:
     return Span(**values)
 
 
-class DuckDBStore(EvalTables, DriftTables, MonitorTables, FeedbackTables):
+class DuckDBStore(EvalTables, DriftTables, MonitorTables, FeedbackTables, CalibrationTables):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
 
     def __init__(

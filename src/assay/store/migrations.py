@@ -360,3 +360,30 @@ def m007_queues(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m008_calibrators(con: Any) -> None:
+    # One recalibration per judge: applied on read to the judge's raw scores, so a refit
+    # replaces the row and every later read sees it.
+    con.execute(
+        """
+        CREATE TABLE judge_calibrators (
+            project VARCHAR NOT NULL,
+            judge VARCHAR NOT NULL,
+            labels VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            fitted_at TIMESTAMP NOT NULL,
+            n INTEGER NOT NULL,
+            n_fit INTEGER NOT NULL,
+            n_holdout INTEGER NOT NULL,
+            ece_before DOUBLE,
+            ece_after DOUBLE NOT NULL,
+            brier_before DOUBLE,
+            brier_after DOUBLE NOT NULL,
+            window_text VARCHAR NOT NULL,
+            PRIMARY KEY (project, judge)
+        )
+        """
+    )
