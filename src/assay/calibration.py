@@ -390,7 +390,8 @@ class SamplingCheck:
     probabilities), ``weighted`` (known, unequal probabilities: ``weights`` = 1/π per
     label), ``assumed`` (some labels' sampling is unknown or not random, and the caller
     said to treat them as random anyway) or ``not_random`` (PPI refuses). ``origins``
-    counts the labels per origin, e.g. ``{"queue support (random)": 150, "ad hoc": 30}``.
+    counts the labels per origin, e.g. ``{"from queue support (random)": 150,
+    "added outside any annotation queue": 30}``.
     """
 
     design: Design
@@ -406,8 +407,8 @@ class SamplingCheck:
 
 def _origin_name(origin: LabelOrigin | None) -> str:
     if origin is None:
-        return "ad hoc (no annotation queue)"
-    return f"queue {origin.queue} ({origin.strategy})"
+        return "added outside any annotation queue"
+    return f"from queue {origin.queue} ({origin.strategy})"
 
 
 def _is_probability(origin: LabelOrigin | None) -> bool:

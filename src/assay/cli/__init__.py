@@ -25,7 +25,10 @@ COMMANDS: dict[str, str] = {
     "eval": "assay.cli.evals:eval_",
     "drift": "assay.cli.drift:drift",
     "monitors": "assay.cli.monitors:monitors",
+    "online": "assay.cli.online:online",
     "feedback": "assay.cli.feedback:feedback",
+    "calibrate": "assay.cli.calibrate:calibrate",
+    "quality": "assay.cli.calibrate:quality",
     "projects": "assay.cli.keys:projects",
     "keys": "assay.cli.keys:keys",
 }

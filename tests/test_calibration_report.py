@@ -1,0 +1,447 @@
+"""Judge calibration on stored feedback: pairing, reference values through the store, the
+sampling check (refusal, queue weights), stored calibrators applied to later scores and
+the conformal threshold."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from assay.calibration import (
+    CalibrationError,
+    JudgeScores,
+    LabelOrigin,
+    NotRandomError,
+    calibrated,
+    check_sampling,
+    fit_judge_calibrator,
+    judge_report,
+    judge_threshold,
+    quality_estimate,
+    report_json,
+)
+from assay.feedback import make_feedback
+from assay.model import Feedback, Span
+from assay.query import SpanFilter
+from assay.stats import calibrator_from_dict, conformal_threshold, ppi_mean
+from assay.store.duckdb import DuckDBStore
+
+P = "default"
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def tid(i: int) -> str:
+    return f"{i + 1:032x}"
+
+
+def sid(i: int) -> str:
+    return f"{i + 1:016x}"
+
+
+def span(i: int, start: datetime = T0, route: str = "/chat") -> Span:
+    return Span(
+        project=P,
+        trace_id=tid(i),
+        span_id=sid(i),
+        parent_span_id=None,
+        service="app",
+        name="chat",
+        kind="llm",
+        otel_kind="client",
+        start_time=start,
+        end_time=start + timedelta(seconds=1),
+        duration_ms=1000.0,
+        status="ok",
+        route=route,
+    )
+
+
+def judge(i: int, value: float | bool, name: str = "help", at: datetime = T0) -> Feedback:
+    return make_feedback(
+        P,
+        tid(i),
+        name,
+        value,
+        span_id=sid(i),
+        source="judge",
+        id=f"j{name}{i}@{at:%H%M}",
+        created_at=at,
+    )
+
+
+def label(
+    i: int,
+    value: float | bool,
+    name: str = "human-help",
+    at: datetime = T0,
+    source: str = "reviewer",
+    fid: str | None = None,
+) -> Feedback:
+    return make_feedback(
+        P,
+        tid(i),
+        name,
+        value,
+        span_id=sid(i),
+        source=source,
+        id=fid or f"h{name}{i}{at.timestamp()}",
+        created_at=at,
+    )
+
+
+def bulk_add(store: DuckDBStore, records: Sequence[Feedback]) -> None:
+    """Many feedback records at once: the rows add_feedback writes, in one insert (its
+    row-by-row insert would dominate these tests' time)."""
+    rows = pa.Table.from_pylist(
+        [
+            {
+                "project": f.project,
+                "feedback_id": f.feedback_id,
+                "trace_id": f.trace_id,
+                "span_id": f.span_id,
+                "name": f.name,
+                "kind": f.kind,
+                "number": f.number,
+                "category": f.category,
+                "comment": f.comment,
+                "source": f.source,
+                "author": f.author,
+                "created_at": f.created_at.replace(tzinfo=None),
+                "metadata": "{}",
+            }
+            for f in records
+        ]
+    )
+    cur = store._cursor()
+    cur.register("new_feedback", rows)
+    cur.execute("INSERT INTO feedback SELECT * FROM new_feedback")
+    cur.unregister("new_feedback")
+
+
+def read(store: DuckDBStore, flt: SpanFilter | None = None) -> JudgeScores:
+    return store.judge_scores(P, "help", "human-help", flt or SpanFilter(P))
+
+
+def table_2x2(store: DuckDBStore) -> None:
+    """STATS.md §5: rows judge, columns human, [[20, 5], [10, 15]] with labels (fail, pass)."""
+    cells = [(False, False, 20), (False, True, 5), (True, False, 10), (True, True, 15)]
+    records, i = [], 0
+    for j, h, count in cells:
+        for _ in range(count):
+            records += [judge(i, j), label(i, h)]
+            i += 1
+    store.add_feedback(records)
+
+
+def test_stats_md_2x2_table_through_feedback_records(store: DuckDBStore) -> None:
+    table_2x2(store)
+    report = judge_report(read(store))
+    a = report.agreement
+    assert a.confusion.labels == ("fail", "pass")
+    assert a.confusion.counts == ((20, 5), (10, 15))
+    assert a.accuracy == pytest.approx(0.70)
+    assert a.cohen_kappa == pytest.approx(0.400)
+    assert a.scott_pi == pytest.approx(0.394, abs=5e-4)
+    # Judge passes 25 of 50, people 20: the judge rates 0.10 higher on average.
+    assert report.offset.mean == pytest.approx(0.10)
+    assert report.offset.low < 0.10 < report.offset.high
+    assert not report.probabilistic and report.diagram is None
+    out = report_json(report)
+    assert out["confusion"]["counts"] == [[20, 5], [10, 15]]
+    json.dumps(out, allow_nan=False)
+
+
+def test_pairing_latest_record_wins_and_sources_are_kept_apart(store: DuckDBStore) -> None:
+    later = T0 + timedelta(hours=1)
+    store.add_feedback(
+        [
+            judge(0, 0.2),
+            judge(0, 0.9, at=later),  # the judge rescored: 0.9 counts
+            label(0, False),
+            label(0, True, at=later),  # a reviewer corrected the label: pass counts
+            judge(1, 0.4),
+            label(1, 0.0, source="user"),
+            # Same name as the judge, but from a person: a label of name "help", not a score.
+            make_feedback(P, tid(2), "help", 0.7, span_id=sid(2), source="reviewer"),
+            label(3, True),  # no judge score: cannot pair
+            make_feedback(P, tid(4), "human-help", "pass", span_id=sid(4), source="reviewer"),
+            judge(4, 0.5),
+        ]
+    )
+    data = read(store)
+    assert data.n_scored == 3 and data.n_pairs == 2 and data.label_only == 1
+    assert sorted(zip(data.paired_scores.tolist(), data.human.tolist())) == [
+        (0.4, 0.0),
+        (0.9, 1.0),
+    ]
+    assert set(data.label_keys) == {(tid(0), sid(0)), (tid(1), sid(1))}
+
+
+def test_trace_level_records_pair_by_trace(store: DuckDBStore) -> None:
+    store.add_feedback(
+        [
+            make_feedback(P, tid(i), "help", i % 2 == 0, source="judge", created_at=T0)
+            for i in range(4)
+        ]
+        + [
+            make_feedback(P, tid(i), "human-help", True, source="reviewer", created_at=T0)
+            for i in range(4)
+        ]
+    )
+    data = read(store)
+    assert data.n_pairs == 4 and data.label_keys[0][1] is None
+    assert judge_report(data).agreement.accuracy == 0.5
+
+
+def test_window_and_filters_select_by_the_spans(store: DuckDBStore) -> None:
+    old, new = T0, T0 + timedelta(days=3)
+    spans = [span(i, old) for i in range(10)] + [span(i, new) for i in range(10, 20)]
+    spans[15] = span(15, new, route="/other")
+    store.insert_spans(spans)
+    store.add_feedback([judge(i, i / 20) for i in range(20)] + [label(i, True) for i in range(20)])
+    # Trace-level feedback on a new trace counts when any of its spans is in the window.
+    store.add_feedback(
+        [
+            make_feedback(P, tid(12), "help", 0.5, source="judge", created_at=T0),
+            make_feedback(P, tid(12), "human-help", True, source="reviewer", created_at=T0),
+        ]
+    )
+    recent = read(store, SpanFilter(P, start=T0 + timedelta(days=1)))
+    assert recent.n_scored == 11 and recent.n_pairs == 11
+    chat = read(store, SpanFilter(P, start=T0 + timedelta(days=1), route="/chat"))
+    assert chat.n_scored == 10
+    assert read(store).n_scored == 21
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([judge(0, 0.5), label(0, True)], "at least 2 labelled pairs"),
+        ([judge(0, 3.0), label(0, True), judge(1, 0.5), label(1, False)], "outside \\[0, 1\\]"),
+        ([judge(0, 0.5), label(0, 4.0), judge(1, 0.5), label(1, 1.0)], "labels named"),
+    ],
+)
+def test_unusable_pairs_say_why(store: DuckDBStore, records: list[Feedback], message: str) -> None:
+    store.add_feedback(records)
+    with pytest.raises(CalibrationError, match=message):
+        judge_report(read(store))
+
+
+# -- sampling ------------------------------------------------------------------------
+
+
+def biased_window(store: DuckDBStore, n_items: int = 4000, seed: int = 3) -> np.ndarray:
+    """Items whose true pass rate is 0.7 and a judge that passes too often; returns truth."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random(n_items) < 0.7
+    judge_pass = np.where(truth, rng.random(n_items) < 0.9, rng.random(n_items) < 0.5)
+    bulk_add(store, [judge(i, bool(judge_pass[i])) for i in range(n_items)])
+    return truth
+
+
+def add_queue(
+    store: DuckDBStore,
+    name: str,
+    strategy: str,
+    items: Sequence[tuple[int, float | None]],
+    truth: np.ndarray,
+) -> None:
+    """A queue as the m007 tables hold it, its items labelled through it (reviewer feedback
+    whose id the item names)."""
+    cur = store._cursor()
+    cur.execute(
+        "INSERT INTO queues VALUES (?, ?, ?, ?, '{}', 0, '{}', NULL, ?, ?, ?, 1800, '{}', NULL, ?)",
+        [P, name, f"q-{name}", strategy, len(items), len(items), len(truth), T0],
+    )
+    fids = [f"queue-{name}-{k}" for k in range(len(items))]
+    cur.execute(
+        "INSERT INTO queue_items (project, queue, item_id, trace_id, span_id, "
+        "inclusion_probability, context, status, done_by, done_at, feedback_id) "
+        "SELECT ?, ?, unnest(?), unnest(?), unnest(?), unnest(?), '{}', 'labelled', 'ana', ?, "
+        "unnest(?)",
+        [
+            P,
+            name,
+            list(range(len(items))),
+            [tid(i) for i, _ in items],
+            [sid(i) for i, _ in items],
+            [p for _, p in items],
+            T0,
+            fids,
+        ],
+    )
+    bulk_add(store, [label(i, bool(truth[i]), fid=f) for (i, _), f in zip(items, fids)])
+
+
+def origins_of(store: DuckDBStore, data: JudgeScores) -> list[LabelOrigin | None]:
+    return store.label_origins(P, data.label_ids, data.label_keys)
+
+
+def test_labels_outside_a_queue_are_refused_unless_assumed_random(store: DuckDBStore) -> None:
+    truth = biased_window(store, 400)
+    bulk_add(store, [label(i, bool(truth[i])) for i in range(0, 400, 4)])
+    data = read(store)
+    check = check_sampling(origins_of(store, data))
+    assert check.design == "not_random" and not check.ok
+    with pytest.raises(NotRandomError, match="100 added outside any annotation queue"):
+        quality_estimate(data, check)
+    assumed = check_sampling(origins_of(store, data), assume_random=True)
+    q = quality_estimate(data, assumed)
+    assert assumed.design == "assumed" and "ASSUMED RANDOM" in assumed.message
+    assert q.n_labelled == 100 and q.n_scored == 400
+
+
+def test_labels_from_a_disagreement_queue_are_refused(store: DuckDBStore) -> None:
+    truth = biased_window(store, 400)
+    add_queue(store, "hard", "disagreement", [(i, None) for i in range(50)], truth)
+    add_queue(store, "sample", "random", [(i, 0.1) for i in range(100, 140)], truth)
+    data = read(store)
+    check = check_sampling(origins_of(store, data))
+    assert check.origins == {
+        "from queue hard (disagreement)": 50,
+        "from queue sample (random)": 40,
+    }
+    with pytest.raises(NotRandomError, match=r"50 of 90: 50 from queue hard \(disagreement\)"):
+        quality_estimate(data, check)
+
+
+def test_random_queue_is_used_unweighted(store: DuckDBStore) -> None:
+    truth = biased_window(store, 1000)
+    add_queue(store, "sample", "random", [(i, 0.1) for i in range(0, 1000, 10)], truth)
+    data = read(store)
+    check = check_sampling(origins_of(store, data))
+    assert check.design == "random" and check.weights is None
+    q = quality_estimate(data, check)
+    direct = ppi_mean(data.human, data.paired_scores, data.unlabelled_scores)
+    assert q.ppi.estimate == pytest.approx(direct.estimate)
+    assert q.ppi.low == pytest.approx(direct.low)
+
+
+def test_stratified_queue_weights_by_inclusion_probability(store: DuckDBStore) -> None:
+    """Judge-fails labelled 4x as often as judge-passes: weights 1/π undo the tilt."""
+    truth = biased_window(store, 4000, seed=11)
+    data0 = read(store)
+    fails = np.flatnonzero(data0.scores == 0.0)
+    passes_ = np.flatnonzero(data0.scores == 1.0)
+    rng = np.random.default_rng(5)
+    p_fail, p_pass = 0.2, 0.05
+    picked = [(int(i), p_fail) for i in fails if rng.random() < p_fail]
+    picked += [(int(i), p_pass) for i in passes_ if rng.random() < p_pass]
+    # Item positions in the store's order are the same indices as tid/sid here.
+    add_queue(store, "strat", "stratified", picked, truth)
+    data = read(store)
+    check = check_sampling(origins_of(store, data))
+    assert check.design == "weighted" and check.weights is not None
+    assert sorted(set(check.weights)) == pytest.approx([1 / p_fail, 1 / p_pass])
+    q = quality_estimate(data, check)
+    direct = ppi_mean(
+        data.human, data.paired_scores, data.unlabelled_scores, weights=list(check.weights)
+    )
+    assert q.ppi.estimate == pytest.approx(direct.estimate)
+    assert q.ppi.weighted
+    # The labels over-represent judge-fails (people fail many of them): unweighted, the
+    # human-only mean is far below the truth; weighted, both intervals cover it.
+    true_rate = float(truth.mean())
+    unweighted = ppi_mean(data.human, data.paired_scores, data.unlabelled_scores)
+    assert unweighted.classical_high < true_rate
+    assert q.ppi.low <= true_rate <= q.ppi.high
+    assert q.ppi.classical_low <= true_rate <= q.ppi.classical_high
+
+
+def test_a_corrected_label_keeps_its_queue(store: DuckDBStore) -> None:
+    truth = biased_window(store, 200)
+    add_queue(store, "sample", "random", [(i, 0.2) for i in range(0, 200, 5)], truth)
+    # A reviewer overrides one queue label later, outside the queue.
+    store.add_feedback([label(0, not bool(truth[0]), at=T0 + timedelta(days=1))])
+    data = read(store)
+    origins = origins_of(store, data)
+    assert all(o is not None and o.queue == "sample" for o in origins)
+    assert check_sampling(origins).design == "random"
+
+
+# -- stored calibrators ----------------------------------------------------------------
+
+
+def overconfident(store: DuckDBStore, n: int, start: int = 0, labelled: bool = True) -> None:
+    """Judge probabilities 0.9 / 0.1 whose items really pass 70% / 30% of the time."""
+    records = []
+    for k in range(n):
+        i = start + k
+        high = k % 2 == 0
+        records.append(judge(i, 0.9 if high else 0.1))
+        if labelled:
+            passed = (k // 2) % 10 < (7 if high else 3)
+            records.append(label(i, passed))
+    bulk_add(store, records)
+
+
+def test_fitted_calibrator_is_stored_and_applied_to_later_scores(store: DuckDBStore) -> None:
+    overconfident(store, 1000)
+    report = judge_report(read(store))
+    assert report.probabilistic and report.diagram is not None
+    assert [round(b.accuracy, 2) for b in report.diagram.bins] == [0.3, 0.7]
+    fitted = fit_judge_calibrator(read(store), "isotonic", holdout=0.3, seed=0)
+    assert fitted.n == 1000 and fitted.n_holdout == 300
+    # Held out: 0.9/0.1 against about 0.7/0.3 → ECE near 0.2 before, near 0 after.
+    assert fitted.ece_before is not None and 0.15 < fitted.ece_before < 0.3
+    assert fitted.ece_after < 0.07
+    store.save_calibrator(fitted)
+    stored = store.get_calibrator(P, "help")
+    assert stored is not None and stored.params == fitted.params
+    assert stored.fitted_at == fitted.fitted_at
+    # Later scores, never labelled, are calibrated on read.
+    overconfident(store, 10, start=5000, labelled=False)
+    later = store.list_judge_scores(P, "help", SpanFilter(P), limit=10)
+    raw = [s.value for s in later]
+    assert calibrated(store, P, "help", raw) == pytest.approx(
+        calibrator_from_dict(stored.params).predict(raw)
+    )
+    assert calibrated(store, P, "help", [0.9, 0.1]) == pytest.approx([0.7, 0.3])
+    assert calibrated(store, P, "other", [0.5]) is None
+    # The label-free estimate: the mean calibrated probability over every scored item.
+    data = read(store)
+    q = quality_estimate(
+        data, check_sampling([None] * data.n_pairs, assume_random=True), calibrator=stored
+    )
+    assert q.label_free is not None and q.label_free.n == 1010
+    assert q.label_free.estimate == pytest.approx(0.5, abs=0.01)
+    # A refit replaces it; a delete drops it.
+    store.save_calibrator(fit_judge_calibrator(read(store), "platt"))
+    assert [c.method for c in store.list_calibrators(P)] == ["platt"]
+    assert store.delete_calibrator(P, "help") and not store.delete_calibrator(P, "help")
+    assert store.get_calibrator(P, "help") is None
+
+
+def test_fit_refuses_too_few_labels_and_unknown_methods(store: DuckDBStore) -> None:
+    overconfident(store, 2)
+    with pytest.raises(CalibrationError, match="at least 3 labelled pairs"):
+        fit_judge_calibrator(read(store), "isotonic")
+    overconfident(store, 10, start=100)
+    with pytest.raises(CalibrationError, match="method 'spline' must be one of"):
+        fit_judge_calibrator(read(store), "spline")
+
+
+# -- threshold -----------------------------------------------------------------------------
+
+
+def test_threshold_matches_conformal_risk_control(store: DuckDBStore) -> None:
+    """docs/statistics.md §8's example, built from feedback: confidence i/100."""
+    wrong = {i for i in range(100) if (i % 4 == 0 and i < 60) or i in (72, 91)}
+    store.add_feedback(
+        [judge(i, i / 100) for i in range(100)] + [label(i, i not in wrong) for i in range(100)]
+    )
+    t = judge_threshold(read(store), 0.05)
+    assert t.result.threshold == 0.49 and t.result.answer_rate == 0.51
+    assert t.result.empirical_risk == 0.04
+    direct = conformal_threshold(
+        [i / 100 for i in range(100)], [i not in wrong for i in range(100)], 0.05
+    )
+    assert t.result == direct
+    none = judge_threshold(read(store), 0.005)
+    assert none.result.abstain_all
+    assert none.result.message.startswith("no threshold can hold")
