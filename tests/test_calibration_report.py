@@ -175,7 +175,7 @@ def test_pairing_latest_record_wins_and_sources_are_kept_apart(store: DuckDBStor
     )
     data = read(store)
     assert data.n_scored == 3 and data.n_pairs == 2 and data.label_only == 1
-    assert sorted(zip(data.paired_scores.tolist(), data.human.tolist())) == [
+    assert sorted(zip(data.paired_scores.tolist(), data.human.tolist(), strict=True)) == [
         (0.4, 0.0),
         (0.9, 1.0),
     ]
@@ -275,7 +275,9 @@ def add_queue(
             fids,
         ],
     )
-    bulk_add(store, [label(i, bool(truth[i]), fid=f) for (i, _), f in zip(items, fids)])
+    bulk_add(
+        store, [label(i, bool(truth[i]), fid=f) for (i, _), f in zip(items, fids, strict=True)]
+    )
 
 
 def origins_of(store: DuckDBStore, data: JudgeScores) -> list[LabelOrigin | None]:
