@@ -5,11 +5,9 @@ the conformal threshold."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from assay.calibration import (
@@ -26,116 +24,28 @@ from assay.calibration import (
     report_json,
 )
 from assay.feedback import make_feedback
-from assay.model import Feedback, Span
+from assay.model import Feedback
 from assay.query import SpanFilter
 from assay.stats import calibrator_from_dict, conformal_threshold, ppi_mean
 from assay.store.duckdb import DuckDBStore
-
-P = "default"
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def tid(i: int) -> str:
-    return f"{i + 1:032x}"
-
-
-def sid(i: int) -> str:
-    return f"{i + 1:016x}"
-
-
-def span(i: int, start: datetime = T0, route: str = "/chat") -> Span:
-    return Span(
-        project=P,
-        trace_id=tid(i),
-        span_id=sid(i),
-        parent_span_id=None,
-        service="app",
-        name="chat",
-        kind="llm",
-        otel_kind="client",
-        start_time=start,
-        end_time=start + timedelta(seconds=1),
-        duration_ms=1000.0,
-        status="ok",
-        route=route,
-    )
-
-
-def judge(i: int, value: float | bool, name: str = "help", at: datetime = T0) -> Feedback:
-    return make_feedback(
-        P,
-        tid(i),
-        name,
-        value,
-        span_id=sid(i),
-        source="judge",
-        id=f"j{name}{i}@{at:%H%M}",
-        created_at=at,
-    )
-
-
-def label(
-    i: int,
-    value: float | bool,
-    name: str = "human-help",
-    at: datetime = T0,
-    source: str = "reviewer",
-    fid: str | None = None,
-) -> Feedback:
-    return make_feedback(
-        P,
-        tid(i),
-        name,
-        value,
-        span_id=sid(i),
-        source=source,
-        id=fid or f"h{name}{i}{at.timestamp()}",
-        created_at=at,
-    )
-
-
-def bulk_add(store: DuckDBStore, records: Sequence[Feedback]) -> None:
-    """Many feedback records at once: the rows add_feedback writes, in one insert (its
-    row-by-row insert would dominate these tests' time)."""
-    rows = pa.Table.from_pylist(
-        [
-            {
-                "project": f.project,
-                "feedback_id": f.feedback_id,
-                "trace_id": f.trace_id,
-                "span_id": f.span_id,
-                "name": f.name,
-                "kind": f.kind,
-                "number": f.number,
-                "category": f.category,
-                "comment": f.comment,
-                "source": f.source,
-                "author": f.author,
-                "created_at": f.created_at.replace(tzinfo=None),
-                "metadata": "{}",
-            }
-            for f in records
-        ]
-    )
-    cur = store._cursor()
-    cur.register("new_feedback", rows)
-    cur.execute("INSERT INTO feedback SELECT * FROM new_feedback")
-    cur.unregister("new_feedback")
+from calibration_support import (
+    T0,
+    P,
+    add_queue,
+    biased_window,
+    bulk_add,
+    judge,
+    label,
+    overconfident,
+    sid,
+    span,
+    table_2x2,
+    tid,
+)
 
 
 def read(store: DuckDBStore, flt: SpanFilter | None = None) -> JudgeScores:
     return store.judge_scores(P, "help", "human-help", flt or SpanFilter(P))
-
-
-def table_2x2(store: DuckDBStore) -> None:
-    """STATS.md §5: rows judge, columns human, [[20, 5], [10, 15]] with labels (fail, pass)."""
-    cells = [(False, False, 20), (False, True, 5), (True, False, 10), (True, True, 15)]
-    records, i = [], 0
-    for j, h, count in cells:
-        for _ in range(count):
-            records += [judge(i, j), label(i, h)]
-            i += 1
-    store.add_feedback(records)
 
 
 def test_stats_md_2x2_table_through_feedback_records(store: DuckDBStore) -> None:
@@ -235,51 +145,6 @@ def test_unusable_pairs_say_why(store: DuckDBStore, records: list[Feedback], mes
 # -- sampling ------------------------------------------------------------------------
 
 
-def biased_window(store: DuckDBStore, n_items: int = 4000, seed: int = 3) -> np.ndarray:
-    """Items whose true pass rate is 0.7 and a judge that passes too often; returns truth."""
-    rng = np.random.default_rng(seed)
-    truth = rng.random(n_items) < 0.7
-    judge_pass = np.where(truth, rng.random(n_items) < 0.9, rng.random(n_items) < 0.5)
-    bulk_add(store, [judge(i, bool(judge_pass[i])) for i in range(n_items)])
-    return truth
-
-
-def add_queue(
-    store: DuckDBStore,
-    name: str,
-    strategy: str,
-    items: Sequence[tuple[int, float | None]],
-    truth: np.ndarray,
-) -> None:
-    """A queue as the m007 tables hold it, its items labelled through it (reviewer feedback
-    whose id the item names)."""
-    cur = store._cursor()
-    cur.execute(
-        "INSERT INTO queues VALUES (?, ?, ?, ?, '{}', 0, '{}', NULL, ?, ?, ?, 1800, '{}', NULL, ?)",
-        [P, name, f"q-{name}", strategy, len(items), len(items), len(truth), T0],
-    )
-    fids = [f"queue-{name}-{k}" for k in range(len(items))]
-    cur.execute(
-        "INSERT INTO queue_items (project, queue, item_id, trace_id, span_id, "
-        "inclusion_probability, context, status, done_by, done_at, feedback_id) "
-        "SELECT ?, ?, unnest(?), unnest(?), unnest(?), unnest(?), '{}', 'labelled', 'ana', ?, "
-        "unnest(?)",
-        [
-            P,
-            name,
-            list(range(len(items))),
-            [tid(i) for i, _ in items],
-            [sid(i) for i, _ in items],
-            [p for _, p in items],
-            T0,
-            fids,
-        ],
-    )
-    bulk_add(
-        store, [label(i, bool(truth[i]), fid=f) for (i, _), f in zip(items, fids, strict=True)]
-    )
-
-
 def origins_of(store: DuckDBStore, data: JudgeScores) -> list[LabelOrigin | None]:
     return store.label_origins(P, data.label_ids, data.label_keys)
 
@@ -367,19 +232,6 @@ def test_a_corrected_label_keeps_its_queue(store: DuckDBStore) -> None:
 
 
 # -- stored calibrators ----------------------------------------------------------------
-
-
-def overconfident(store: DuckDBStore, n: int, start: int = 0, labelled: bool = True) -> None:
-    """Judge probabilities 0.9 / 0.1 whose items really pass 70% / 30% of the time."""
-    records = []
-    for k in range(n):
-        i = start + k
-        high = k % 2 == 0
-        records.append(judge(i, 0.9 if high else 0.1))
-        if labelled:
-            passed = (k // 2) % 10 < (7 if high else 3)
-            records.append(label(i, passed))
-    bulk_add(store, records)
 
 
 def test_fitted_calibrator_is_stored_and_applied_to_later_scores(store: DuckDBStore) -> None:
