@@ -121,6 +121,7 @@ class _ExactMMD:
         self.s = float(self.r.sum())
         self.m, self.n = x.shape[0], y.shape[0]
         self.tol = 1e-10
+        self.dtype: type[np.floating[Any]] = np.float64
 
     def __call__(self, z: FloatArray) -> FloatArray:
         """MMD² for each row of z, a 0/1 matrix (P, m + n) marking the reference rows."""
@@ -152,12 +153,13 @@ class _FourierMMD:
         self.m, self.n = x.shape[0], y.shape[0]
         # Float32 sums carry ~1e-7 relative error: treat closer values as ties.
         self.tol = 1e-6 * float(self.t @ self.t) / (self.m + self.n) ** 2
+        self.dtype: type[np.floating[Any]] = np.float32
 
-    def __call__(self, z: FloatArray) -> FloatArray:
+    def __call__(self, z: NDArray[Any]) -> FloatArray:
         """MMD² for each row of z, a 0/1 matrix (P, m + n) marking the reference rows."""
-        sx = (z.astype(np.float32) @ self.phi).astype(np.float64)
+        sx = (z.astype(np.float32, copy=False) @ self.phi).astype(np.float64)
         sy = self.t - sx
-        qx = z @ self.q
+        qx = z.astype(np.float64) @ self.q
         qy = self.q.sum() - qx
         xx = np.einsum("ij,ij->i", sx, sx) - qx
         yy = np.einsum("ij,ij->i", sy, sy) - qy
@@ -174,6 +176,24 @@ def _mmd_from_sums(xx: FloatArray, xy: FloatArray, yy: FloatArray, m: int, n: in
 def _membership(perms: NDArray[np.intp], m: int, size: int) -> FloatArray:
     z = np.zeros((perms.shape[0], size))
     np.put_along_axis(z, perms[:, :m], 1.0, axis=1)
+    return z
+
+
+def random_membership(
+    rng: np.random.Generator, k: int, m: int, size: int, dtype: type[np.floating[Any]]
+) -> NDArray[Any]:
+    """k random label permutations as 0/1 rows, each marking a uniform m-subset of size.
+
+    The m smallest of ``size`` iid uniforms form a uniformly random subset; a partial sort
+    finds them in O(size) per row, cheaper than shuffling.
+    """
+    u = rng.random((k, size))
+    kth = np.partition(u, m - 1, axis=1)[:, m - 1 : m]
+    z = (u <= kth).astype(dtype)
+    ties = np.flatnonzero(z.sum(axis=1) != m)  # equal uniforms: practically never
+    for i in ties:
+        z[i] = 0
+        z[i, rng.permutation(size)[:m]] = 1
     return z
 
 
@@ -259,8 +279,7 @@ class MMDTest(Configurable):
         rng = _rng(seed, _PERMUTATIONS)
 
         def draw(k: int) -> FloatArray:
-            perms = rng.permuted(np.tile(np.arange(m + n), (k, 1)), axis=1)
-            return engine(_membership(perms, m, m + n))
+            return engine(random_membership(rng, k, m, m + n, engine.dtype))
 
         p, used = sequential_p_value(
             observed, draw, batch=self.n_permutations, max_draws=self.max_permutations,
