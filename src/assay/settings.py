@@ -63,6 +63,10 @@ class Settings:
     monitors: bool = True
     #: Seconds between the monitor scheduler's looks for due monitors and pending alerts.
     monitor_tick_seconds: float = 30.0
+    #: Run the online-evaluation worker (rules scoring live spans) in the server.
+    online: bool = True
+    #: Seconds between the online worker's looks for new spans and new rules.
+    online_poll_seconds: float = 2.0
 
     @property
     def loopback(self) -> bool:
@@ -100,6 +104,11 @@ class Settings:
             raise SettingsError(
                 f"ASSAY_MONITOR_TICK_SECONDS={self.monitor_tick_seconds} must be between 0.01 "
                 "and 3600 seconds (default 30)"
+            )
+        if not 0.01 <= self.online_poll_seconds <= 3600:
+            raise SettingsError(
+                f"ASSAY_ONLINE_POLL_SECONDS={self.online_poll_seconds} must be between 0.01 "
+                "and 3600 seconds (default 2)"
             )
         return self
 

@@ -71,10 +71,16 @@ def create_app(
         app.state.monitors = monitors = Scheduler.from_settings(st, settings)
         if settings.monitors:
             monitors.start()
+        from assay.online_worker import OnlineWorker
+
+        app.state.online = online = OnlineWorker.from_settings(st, settings)
+        if settings.online:
+            online.start()
         try:
             yield
         finally:
             await monitors.stop()
+            await online.stop()
             decoder.close()
             await asyncio.to_thread(ingestor.stop)
             if owned:
@@ -93,6 +99,7 @@ def create_app(
     from assay.server.evals_api import router as evals_router
     from assay.server.feedback_api import router as feedback_router
     from assay.server.monitors_api import router as monitors_router
+    from assay.server.online_api import router as online_router
     from assay.server.otlp_routes import router as otlp_router
 
     app.include_router(otlp_router)
@@ -100,6 +107,7 @@ def create_app(
     app.include_router(evals_router)
     app.include_router(drift_router)
     app.include_router(monitors_router)
+    app.include_router(online_router)
     app.include_router(feedback_router)
     app.include_router(calibration_router)
 

@@ -28,6 +28,7 @@ from assay.query import Page, SpanFilter
 if TYPE_CHECKING:
     from assay.calibration import JudgeScore, JudgeScores, LabelOrigin, StoredCalibrator
     from assay.monitors.values import Monitor, MonitorAlert, MonitorResult
+    from assay.online import Mark, OnlineRule, ProgressUpdate
 
 
 class StoreError(RuntimeError):
@@ -326,6 +327,66 @@ class Store(Protocol):
         self, project: str, label_ids: Sequence[str], keys: Sequence[tuple[str, str | None]]
     ) -> list[LabelOrigin | None]:
         """The annotation queue each label came from, with its sampling (None: no queue)."""
+        ...
+
+    def create_online_rule(self, rule: OnlineRule) -> bool:
+        """Store a new online-evaluation rule; False when the name is taken."""
+        ...
+
+    def get_online_rule(self, project: str, name: str) -> OnlineRule | None:
+        """One online-evaluation rule with its progress."""
+        ...
+
+    def list_online_rules(self, project: str | None = None) -> list[OnlineRule]:
+        """Online-evaluation rules of one project (or all), by name."""
+        ...
+
+    def update_online_rule(self, rule: OnlineRule) -> bool:
+        """Rewrite a rule's definition and enabled flag (progress and lease kept)."""
+        ...
+
+    def delete_online_rule(self, project: str, name: str) -> bool:
+        """Remove a rule (its stored scores stay); False when it does not exist."""
+        ...
+
+    def claim_online_rule(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        skip: Sequence[tuple[str, str]] = (),
+    ) -> OnlineRule | None:
+        """Lease an enabled rule nobody holds, so no two workers score one rule at once."""
+        ...
+
+    def renew_online_lease(
+        self, project: str, name: str, owner: str, lease_until: datetime
+    ) -> OnlineRule | None:
+        """Extend a held lease; the rule as stored now, or None when the lease is lost."""
+        ...
+
+    def release_online_rule(self, project: str, name: str, owner: str) -> bool:
+        """Give up a held lease."""
+        ...
+
+    def scan_online(self, flt: SpanFilter, after: Mark, limit: int) -> list[Mark]:
+        """Keys of committed spans matching a filter after a watermark, in commit order;
+        none can later appear before the last one returned."""
+        ...
+
+    def online_spans(self, project: str, keys: Sequence[Mark]) -> list[Span]:
+        """The spans at these keys, in key order."""
+        ...
+
+    def online_backlog(self, flt: SpanFilter, after: Mark) -> tuple[int, datetime | None]:
+        """Matching spans committed after a watermark, and the time of the oldest."""
+        ...
+
+    def record_online_progress(
+        self, project: str, name: str, owner: str, update: ProgressUpdate
+    ) -> bool:
+        """Store scores as feedback and add counters; move the watermark only while
+        ``owner`` holds the lease (returned)."""
         ...
 
     def close(self) -> None:

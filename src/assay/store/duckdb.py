@@ -30,6 +30,7 @@ from assay.store.duckdb_drift import DriftTables
 from assay.store.duckdb_evals import EvalTables
 from assay.store.duckdb_feedback import FeedbackTables
 from assay.store.duckdb_monitors import MonitorTables
+from assay.store.duckdb_online import OnlineTables
 from assay.store.migrations import MIGRATIONS
 
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
@@ -106,7 +107,14 @@ def _span_from_row(row: tuple[Any, ...]) -> Span:
     return Span(**values)
 
 
-class DuckDBStore(EvalTables, DriftTables, MonitorTables, FeedbackTables, CalibrationTables):
+class DuckDBStore(
+    EvalTables,
+    DriftTables,
+    MonitorTables,
+    FeedbackTables,
+    CalibrationTables,
+    OnlineTables,
+):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
 
     def __init__(

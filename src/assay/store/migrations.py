@@ -387,3 +387,47 @@ def m008_calibrators(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m009_online(con: Any) -> None:
+    # Online-evaluation rules with their progress. The watermark is the last span, in
+    # commit order (ingested_at, trace_id, span_id), that the rule has fully handled; it
+    # survives restarts and moves with the lease from one worker to the next.
+    con.execute(
+        """
+        CREATE TABLE online_rules (
+            project VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            scorer JSON NOT NULL,
+            score_name VARCHAR NOT NULL,
+            sample_rate DOUBLE NOT NULL,
+            filters JSON NOT NULL,
+            budget_usd DOUBLE,
+            budget_period VARCHAR NOT NULL,
+            concurrency INTEGER NOT NULL,
+            retries INTEGER NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            watermark_at TIMESTAMP NOT NULL,
+            watermark_trace VARCHAR NOT NULL,
+            watermark_span VARCHAR NOT NULL,
+            processed BIGINT NOT NULL,
+            sampled BIGINT NOT NULL,
+            scored BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            skipped BIGINT NOT NULL,
+            unpriced BIGINT NOT NULL,
+            spend_period VARCHAR,
+            spend_usd DOUBLE NOT NULL,
+            spend_total_usd DOUBLE NOT NULL,
+            last_scored_at TIMESTAMP,
+            last_error VARCHAR,
+            last_error_at TIMESTAMP,
+            lease_owner VARCHAR,
+            lease_expires_at TIMESTAMP,
+            PRIMARY KEY (project, name)
+        )
+        """
+    )
