@@ -8,7 +8,6 @@ explains each statistic, effect size and threshold.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Self, runtime_checkable
@@ -156,9 +155,3 @@ def correct(
     for i, a in zip(family, adjusted, strict=True):
         out[i] = dataclasses.replace(out[i], p_adjusted=a, drifted=bool(a <= alpha))
     return out
-
-
-def finite_or_nan(value: float) -> float:
-    """A plain float; non-finite values become NaN (JSON writers then emit null)."""
-    v = float(value)
-    return v if math.isfinite(v) else math.nan
