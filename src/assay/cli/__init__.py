@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "monitors": "assay.cli.monitors:monitors",
     "online": "assay.cli.online:online",
     "feedback": "assay.cli.feedback:feedback",
+    "queues": "assay.cli.queues:queues",
     "calibrate": "assay.cli.calibrate:calibrate",
     "quality": "assay.cli.calibrate:quality",
     "projects": "assay.cli.keys:projects",

@@ -126,8 +126,20 @@ def show(name: str, version: str | None, project: str | None, as_json: bool) -> 
     for c in golden.cases:
         text = c.input if isinstance(c.input, str) else json.dumps(c.input, ensure_ascii=False)
         expected = "" if c.expected is None else json.dumps(c.expected, ensure_ascii=False)
-        rows.append([c.id, text[:80], expected[:40]])
-    print_table(f"{golden.name} {golden.short}", ["id", "input", "expected"], rows)
+        rows.append([c.id, text[:80], expected[:40], _origin(c.metadata.get("provenance"))])
+    columns = ["id", "input", "expected", "from"]
+    if not any(r[3] for r in rows):  # no promoted case: keep the plain table
+        columns, rows = columns[:3], [r[:3] for r in rows]
+    print_table(f"{golden.name} {golden.short}", columns, rows)
+
+
+def _origin(provenance: Any) -> str:
+    """Where a promoted case came from, for a table cell."""
+    if not isinstance(provenance, dict) or not provenance.get("trace_id"):
+        return ""
+    by = f" by {provenance['promoted_by']}" if provenance.get("promoted_by") else ""
+    at = str(provenance.get("promoted_at") or "")[:10]
+    return f"trace {str(provenance['trace_id'])[:12]}{by} {at}".strip()
 
 
 @goldens.command("diff")
@@ -183,3 +195,67 @@ def diff(
                 f"{json.dumps(f.new, ensure_ascii=False)[:60]}",
                 highlight=False,
             )
+
+
+@goldens.command("promote")
+@click.argument("trace_id")
+@click.option("--to", "golden", required=True, help="Golden set to add the case to.")
+@click.option(
+    "--expected",
+    help="The expected answer (default: the trace's latest reviewer label, when it is a "
+    "category or a comment).",
+)
+@click.option("--id", "case_id", help="Case id (default: trace-<first 16 hex of the trace>).")
+@click.option("--span", "span_id", help="The span whose input becomes the case (default: root).")
+@click.option("--label", "label", help="Take the expected answer from this label name only.")
+@click.option("--as", "author", envvar="ASSAY_LABELLER", help="Who promotes it (provenance).")
+@click.option("--project", help="Project (admin / loopback only).")
+@output_options
+def promote(
+    trace_id: str,
+    golden: str,
+    expected: str | None,
+    case_id: str | None,
+    span_id: str | None,
+    label: str | None,
+    author: str | None,
+    project: str | None,
+    as_json: bool,
+) -> None:
+    """Add TRACE_ID to a golden set as a new case (a new version; the set is created when
+    it does not exist). The case keeps its provenance in metadata.provenance."""
+    body: dict[str, Any] = {"trace_id": trace_id, "span_id": span_id, "id": case_id}
+    body.update(author=author, label=label)
+    if expected is not None:
+        body["expected"] = expected
+    params = {"project": project} if project else {}
+    with connect(settings_from_env(), create=True) as client:
+        url = f"/api/v1/goldens/{golden}/promote"
+        out = check(client.post(url, json=body, params=params))
+    if as_json:
+        print_json(out)
+        return
+    g, case = out["golden"], out["case"]
+    origin = case["metadata"].get("provenance", {})
+    if not out["created"]:
+        console.print(
+            f"trace {trace_id} is already case {case['id']} of {g['name']} {g['short']}; "
+            "nothing stored",
+            highlight=False,
+            markup=False,
+        )
+        return
+    before = (out["previous_version"] or "")[:12] or "(new set)"
+    console.print(
+        f"golden set {g['name']}: {before} → {g['short']} ({g['case_count']} cases), added "
+        f"case {case['id']} from trace {origin.get('trace_id')} span {origin.get('span_id')}",
+        highlight=False,
+        markup=False,
+    )
+    if case.get("expected") is None:
+        console.print(
+            "  note: the case has no expected answer (pass --expected, or label the trace "
+            "with a category first)",
+            highlight=False,
+            markup=False,
+        )

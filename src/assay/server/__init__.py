@@ -101,6 +101,7 @@ def create_app(
     from assay.server.monitors_api import router as monitors_router
     from assay.server.online_api import router as online_router
     from assay.server.otlp_routes import router as otlp_router
+    from assay.server.queues_api import router as queues_router
 
     app.include_router(otlp_router)
     app.include_router(api_router)
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(online_router)
     app.include_router(feedback_router)
     app.include_router(calibration_router)
+    app.include_router(queues_router)
 
     @app.exception_handler(QueryError)
     async def _query_error(_: Request, exc: QueryError) -> JSONResponse:

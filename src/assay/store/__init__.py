@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from assay.calibration import JudgeScore, JudgeScores, LabelOrigin, StoredCalibrator
     from assay.monitors.values import Monitor, MonitorAlert, MonitorResult
     from assay.online import Mark, OnlineRule, ProgressUpdate
+    from assay.queues import Queue, QueueItem, QueueProgress
 
 
 class StoreError(RuntimeError):
@@ -327,6 +328,95 @@ class Store(Protocol):
         self, project: str, label_ids: Sequence[str], keys: Sequence[tuple[str, str | None]]
     ) -> list[LabelOrigin | None]:
         """The annotation queue each label came from, with its sampling (None: no queue)."""
+        ...
+
+    def queue_population(
+        self, flt: SpanFilter, unit: str, stratify_by: str | None = None
+    ) -> dict[str | None, int]:
+        """Sampling units (``trace``: traces with a matching span; ``span``: matching spans)
+        per value of ``stratify_by`` (one None key when not stratified)."""
+        ...
+
+    def sample_queue_keys(
+        self,
+        flt: SpanFilter,
+        unit: str,
+        quotas: Mapping[str | None, int],
+        seed: int,
+        stratify_by: str | None = None,
+    ) -> list[tuple[str, str, str | None]]:
+        """A seeded simple random sample of units per stratum, as (trace_id, span_id,
+        stratum); a trace is given by its root span."""
+        ...
+
+    def queue_judge_scores(
+        self, flt: SpanFilter, name: str
+    ) -> list[tuple[str, str | None, float | None, str | None]]:
+        """Judge feedback named ``name`` on matching spans (or their traces) as (trace_id,
+        span_id, number, category)."""
+        ...
+
+    def root_span_ids(self, project: str, trace_ids: Sequence[str]) -> dict[str, str]:
+        """Each stored trace's root span id."""
+        ...
+
+    def spans_by_key(self, flt: SpanFilter, keys: Sequence[tuple[str, str]]) -> list[Span]:
+        """The spans among (trace_id, span_id) keys that are stored and match ``flt``."""
+        ...
+
+    def create_queue(self, queue: Queue, items: Sequence[QueueItem]) -> bool:
+        """Store an annotation queue with its items; False when the name is taken."""
+        ...
+
+    def get_queue(self, project: str, name: str) -> Queue | None:
+        """One annotation queue by name."""
+        ...
+
+    def list_queues(self, project: str) -> list[Queue]:
+        """A project's annotation queues, newest first."""
+        ...
+
+    def delete_queue(self, project: str, name: str) -> bool:
+        """Remove a queue and its items (labels stay as feedback); False when unknown."""
+        ...
+
+    def queue_progress(self, project: str, name: str, now: datetime) -> QueueProgress:
+        """A queue's items by state and per labeller."""
+        ...
+
+    def list_queue_items(
+        self, project: str, name: str, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[QueueItem]:
+        """A queue's items in order."""
+        ...
+
+    def get_queue_item(self, project: str, name: str, item_id: int) -> QueueItem | None:
+        """One queue item by number."""
+        ...
+
+    def claim_queue_item(
+        self, project: str, name: str, labeller: str, now: datetime, lease_until: datetime
+    ) -> QueueItem | None:
+        """Lease the item ``labeller`` holds (renewed) or the first free open item."""
+        ...
+
+    def release_queue_item(self, project: str, name: str, item_id: int, labeller: str) -> bool:
+        """Drop ``labeller``'s claim on an item."""
+        ...
+
+    def finish_queue_item(
+        self,
+        project: str,
+        name: str,
+        item_id: int,
+        labeller: str,
+        status: str,
+        now: datetime,
+        feedback: Feedback | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Mark an open item labelled (storing its feedback atomically) or skipped, unless
+        another labeller holds it."""
         ...
 
     def create_online_rule(self, rule: OnlineRule) -> bool:

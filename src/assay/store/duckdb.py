@@ -31,6 +31,7 @@ from assay.store.duckdb_evals import EvalTables
 from assay.store.duckdb_feedback import FeedbackTables
 from assay.store.duckdb_monitors import MonitorTables
 from assay.store.duckdb_online import OnlineTables
+from assay.store.duckdb_queues import QueueTables
 from assay.store.migrations import MIGRATIONS
 
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
@@ -113,6 +114,7 @@ class DuckDBStore(
     MonitorTables,
     FeedbackTables,
     CalibrationTables,
+    QueueTables,
     OnlineTables,
 ):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
