@@ -193,7 +193,7 @@ def _print_report(r: dict[str, Any]) -> None:
     stored = r.get("calibrator")
     if fitted:
         console.print(
-            f"fitted the {fitted['method']} calibrator on {fitted['n']} labels and stored it "
+            f"fitted the {fitted['method']} calibrator on {fitted['n']:,} labels and stored it "
             f"for judge {fitted['judge']}: ECE {_f(fitted['ece_before'])} -> "
             f"{_f(fitted['ece_after'])} on {fitted['n_holdout']} held-out labels (fitted on "
             f"{fitted['n_fit']}). Later reads of this judge's scores are calibrated with it.",
@@ -440,7 +440,7 @@ def _print_quality(q: dict[str, Any]) -> None:
         console.print(
             f"label-free estimate: {_f(lf['estimate'])} {_ci(lf['low'], lf['high'])} = mean "
             f"calibrated probability over {lf['n']:,} spans ({cal['method']} calibrator "
-            f"fitted {cal['fitted_at'][:10]} on {cal['n']} labels)",
+            f"fitted {cal['fitted_at'][:10]} on {cal['n']:,} labels)",
             highlight=False,
         )
         console.print(f"  caveat: {lf['caveat']}", highlight=False, markup=False)
