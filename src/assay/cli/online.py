@@ -159,6 +159,7 @@ def add_command(
             "scorer": config,
             "sample": sample,
             "filters": parsed_filters,
+            "all_kinds": all_kinds,
             "concurrency": concurrency,
             "retries": retries,
             "enabled": not paused,
