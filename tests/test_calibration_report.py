@@ -299,3 +299,12 @@ def test_threshold_matches_conformal_risk_control(store: DuckDBStore) -> None:
     none = judge_threshold(read(store), 0.005)
     assert none.result.abstain_all
     assert none.result.message.startswith("no threshold can hold")
+
+
+def test_without_queue_tables_every_label_is_ad_hoc(store: DuckDBStore) -> None:
+    truth = biased_window(store, 100)
+    add_queue(store, "sample", "random", [(i, 0.5) for i in range(0, 100, 2)], truth)
+    store._cursor().execute("DROP TABLE queue_items")
+    data = read(store)
+    assert origins_of(store, data) == [None] * 50
+    assert check_sampling(origins_of(store, data)).design == "not_random"
