@@ -308,3 +308,56 @@ def test_without_queue_tables_every_label_is_ad_hoc(store: DuckDBStore) -> None:
     data = read(store)
     assert origins_of(store, data) == [None] * 50
     assert check_sampling(origins_of(store, data)).design == "not_random"
+
+
+def test_labels_given_through_real_queues(store: DuckDBStore) -> None:
+    """End to end with assay.queues: a random queue over the judge's spans passes the
+    check; a low-confidence queue on the same judge is refused."""
+    from assay.queues import QueueSpec, claim_next, create_queue, label_item, label_spec
+
+    n = 300
+    store.insert_spans([span(i, T0 + timedelta(minutes=i)) for i in range(n)])
+    rng = np.random.default_rng(2)
+    p = rng.random(n)
+    truth = rng.random(n) < p
+    bulk_add(store, [judge(i, float(p[i])) for i in range(n)])
+    flt = SpanFilter(P, kind="llm")
+
+    def label_all(name: str, spec: QueueSpec) -> None:
+        create_queue(store, spec)
+        while True:
+            _, item = claim_next(store, P, name, "ana")
+            if item is None:
+                return
+            i = int(item.trace_id, 16) - 1
+            label_item(store, P, name, item.item_id, "ana", bool(truth[i]))
+
+    label_all(
+        "sample",
+        QueueSpec(
+            "sample", "random", 60, label_spec("human-help", boolean=True), flt, seed=1, unit="span"
+        ),
+    )
+    data = read(store)
+    assert data.n_pairs == 60
+    check = check_sampling(origins_of(store, data))
+    assert check.design == "random" and check.origins == {"from queue sample (random)": 60}
+    q = quality_estimate(data, check)
+    assert q.ppi.low < q.ppi.estimate < q.ppi.high
+
+    label_all(
+        "unsure",
+        QueueSpec(
+            "unsure",
+            "low-confidence",
+            30,
+            label_spec("human-help", boolean=True),
+            flt,
+            seed=1,
+            judge="help",
+        ),
+    )
+    data = read(store)
+    refused = check_sampling(origins_of(store, data))
+    assert refused.design == "not_random"
+    assert "from queue unsure (low-confidence)" in refused.origins
