@@ -21,11 +21,11 @@ from assay.calibration import (
     judge_report,
     judge_threshold,
     quality_estimate,
-    report_json,
 )
 from assay.feedback import make_feedback
 from assay.model import Feedback
 from assay.query import SpanFilter
+from assay.server.calibration_api import report_json
 from assay.stats import calibrator_from_dict, conformal_threshold, ppi_mean
 from assay.store.duckdb import DuckDBStore
 from calibration_support import (

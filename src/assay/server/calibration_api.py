@@ -4,31 +4,197 @@ scores, the PPI++ estimate of a window and the conformal abstention threshold.""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from assay.calibration import (
+    LABEL_FREE_CAVEAT,
     METHODS,
     CalibrationError,
+    JudgeReport,
     JudgeScores,
-    calibrator_json,
+    JudgeThreshold,
+    QualityEstimate,
+    SamplingCheck,
+    StoredCalibrator,
     check_name,
     check_sampling,
     fit_judge_calibrator,
     judge_report,
     judge_threshold,
     quality_estimate,
-    quality_json,
-    report_json,
-    threshold_json,
 )
 from assay.query import SpanFilter
 from assay.server.api import FilterDep, StoreDep
 from assay.store import Store
 
+if TYPE_CHECKING:
+    from assay.stats import ReliabilityDiagram
+
 router = APIRouter(prefix="/api/v1", tags=["calibration"])
+
+
+# -- JSON forms ------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: undefined numbers become null."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def calibrator_json(c: StoredCalibrator) -> dict[str, Any]:
+    """The API form of a stored calibrator."""
+    return {
+        "judge": c.judge,
+        "labels": c.labels,
+        "method": c.method,
+        "params": c.params,
+        "fitted_at": c.fitted_at.isoformat(),
+        "n": c.n,
+        "n_fit": c.n_fit,
+        "n_holdout": c.n_holdout,
+        "ece_before": _num(c.ece_before),
+        "ece_after": _num(c.ece_after),
+        "brier_before": _num(c.brier_before),
+        "brier_after": _num(c.brier_after),
+        "window": c.window,
+    }
+
+
+def sampling_json(s: SamplingCheck | None) -> dict[str, Any] | None:
+    """The API form of a sampling check."""
+    if s is None:
+        return None
+    return {
+        "design": s.design,
+        "weighted": s.weights is not None,
+        "origins": s.origins,
+        "message": s.message,
+    }
+
+
+def diagram_json(d: ReliabilityDiagram) -> dict[str, Any]:
+    """Reliability diagram data: one row per bin."""
+    return {
+        "strategy": d.strategy,
+        "n": d.n,
+        "ece": d.ece,
+        "bins": [
+            {
+                "low": b.low,
+                "high": b.high,
+                "count": b.count,
+                "mean_confidence": b.mean_confidence,
+                "accuracy": b.accuracy,
+                "accuracy_low": b.accuracy_low,
+                "accuracy_high": b.accuracy_high,
+            }
+            for b in d.bins
+        ],
+    }
+
+
+def report_json(r: JudgeReport) -> dict[str, Any]:
+    """The API form of a calibration report."""
+    a = r.agreement
+    return {
+        "judge": r.judge,
+        "labels": r.labels,
+        "window": r.window,
+        "n_pairs": r.n_pairs,
+        "n_scored": r.n_scored,
+        "labels_without_score": r.label_only,
+        "pass_at": r.pass_at,
+        "probabilistic": r.probabilistic,
+        "accuracy": a.accuracy,
+        "accuracy_low": a.accuracy_low,
+        "accuracy_high": a.accuracy_high,
+        "cohen_kappa": _num(a.cohen_kappa),
+        "scott_pi": _num(a.scott_pi),
+        "krippendorff_alpha": _num(a.krippendorff_alpha),
+        "krippendorff_alpha_interval": _num(r.alpha_interval),
+        "confusion": {
+            "rows": "judge",
+            "columns": "human",
+            "labels": list(a.confusion.labels),
+            "counts": [list(row) for row in a.confusion.counts],
+        },
+        "mean_offset": r.offset.mean,
+        "offset_se": r.offset.se,
+        "offset_low": r.offset.low,
+        "offset_high": r.offset.high,
+        "level": a.level,
+        "ece": None if r.diagram is None else r.diagram.ece,
+        "brier": _num(r.brier),
+        "reliability": None if r.diagram is None else diagram_json(r.diagram),
+        "sampling": sampling_json(r.sampling),
+        "calibrator": None if r.stored is None else calibrator_json(r.stored),
+        "fitted": None if r.fitted is None else calibrator_json(r.fitted),
+    }
+
+
+def quality_json(q: QualityEstimate) -> dict[str, Any]:
+    """The API form of a quality estimate."""
+    p = q.ppi
+    label_free = None
+    if q.label_free is not None and q.calibrator is not None:
+        e = q.label_free
+        label_free = {
+            "estimate": e.estimate,
+            "low": e.low,
+            "high": e.high,
+            "n": e.n,
+            "calibrator": calibrator_json(q.calibrator),
+            "caveat": LABEL_FREE_CAVEAT,
+        }
+    return {
+        "judge": q.judge,
+        "labels": q.labels,
+        "window": q.window,
+        "n_scored": q.n_scored,
+        "n_labelled": q.n_labelled,
+        "level": p.level,
+        "ppi": {"estimate": p.estimate, "se": p.se, "low": p.low, "high": p.high, "lam": p.lam},
+        "human_only": {
+            "estimate": p.classical_estimate,
+            "se": p.classical_se,
+            "low": p.classical_low,
+            "high": p.classical_high,
+        },
+        "judge_only": {"estimate": p.judge_mean, "low": p.judge_low, "high": p.judge_high},
+        "judge_offset": p.judge_offset,
+        "effective_labels": _num(p.effective_labels),
+        "labels_gained": _num(q.labels_gained),
+        "sampling": sampling_json(q.sampling),
+        "label_free": label_free,
+    }
+
+
+def threshold_json(t: JudgeThreshold) -> dict[str, Any]:
+    """The API form of a threshold."""
+    r = t.result
+    return {
+        "judge": t.judge,
+        "labels": t.labels,
+        "window": t.window,
+        "pass_at": t.pass_at,
+        "risk": r.risk,
+        "threshold": _num(r.threshold),
+        "calibrated_threshold": _num(t.calibrated_threshold),
+        "n": r.n,
+        "n_wrong": r.n_wrong,
+        "answer_rate": r.answer_rate,
+        "empirical_risk": r.empirical_risk,
+        "bound": r.bound,
+        "error_rate_answered": _num(r.error_rate_answered),
+        "abstain_all": r.abstain_all,
+        "message": r.message,
+        "sampling": sampling_json(t.sampling),
+    }
+
 
 #: Filters besides time that a window may carry, shown in the window's description.
 _SHOWN = (
