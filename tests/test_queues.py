@@ -175,7 +175,7 @@ def test_random_samples_traces_with_their_inclusion_probability(
         assert roots[i.trace_id].span_id == i.span_id  # a trace is shown by its root
         assert i.inclusion_probability == pytest.approx(30 / 120)
         assert i.input_text == roots[i.trace_id].input_text
-        assert i.label_span_id is None  # the label goes on the whole trace
+        assert i.label_span_id == i.span_id  # labelled on the root span, as calibration pairs
     again = build_queue(store, spec(size=30, seed=11))[1]
     assert [i.trace_id for i in again] == [i.trace_id for i in items]
     other = build_queue(store, spec(size=30, seed=12))[1]
@@ -230,7 +230,7 @@ def test_stratified_allocation_and_probabilities(
 def test_stratified_refuses_a_field_with_too_many_values(
     store: DuckDBStore, spans: list[Span], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("assay.queues.MAX_STRATA", 2)
+    monkeypatch.setattr("assay.queues.selection.MAX_STRATA", 2)
     with pytest.raises(QueueError, match="route has 3 values"):
         build_queue(store, spec("stratified", field="route"))
 
@@ -427,7 +427,7 @@ def test_label_is_reviewer_feedback_and_idempotent(store: DuckDBStore, spans: li
         "boolean",
         0.0,
     )
-    assert fb.trace_id == item.trace_id and fb.span_id is None
+    assert fb.trace_id == item.trace_id and fb.span_id == item.span_id
     assert fb.metadata["inclusion_probability"] == item.inclusion_probability
     assert fb.metadata["queue"] == "r" and fb.metadata["strategy"] == "stratified"
     stored = store.list_feedback(P, source="reviewer")

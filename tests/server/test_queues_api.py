@@ -53,7 +53,7 @@ async def test_a_labelling_session(client: httpx.AsyncClient, spans: list[Span])
     assert a["queue"]["label"] == {"name": "topic", "kind": "category", "values": LABEL["values"]}
     assert a["queue"]["instructions"] == STRATIFIED["instructions"]
     assert item["claimed_by"] == "ana" and item["lease_expires_at"]
-    assert item["input"]["text"] and item["output"]["text"] and item["label_on"] == "trace"
+    assert item["input"]["text"] and item["output"]["text"] and item["label_on"] == "span"
     assert {"name", "route", "start_time", "trace_url", "reason"} <= item["context"].keys()
     assert item["inclusion_probability"] == pytest.approx(3 / item_count(queue, item["stratum"]))
     assert a["queue"]["progress"]["claimed"] == 1 and b["queue"]["progress"]["claimed"] == 2

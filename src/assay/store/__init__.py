@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from assay.calibration import JudgeScore, JudgeScores, LabelOrigin, StoredCalibrator
     from assay.monitors.values import Monitor, MonitorAlert, MonitorResult
     from assay.online import Mark, OnlineRule, ProgressUpdate
-    from assay.queues import Queue, QueueItem, QueueProgress
+    from assay.queues.values import Queue, QueueItem, QueueProgress
 
 
 class StoreError(RuntimeError):

@@ -17,7 +17,7 @@ import duckdb
 
 from assay.model import Feedback, Span
 from assay.query import GROUP_FIELDS, SpanFilter
-from assay.queues import (
+from assay.queues.values import (
     LABELLED,
     OPEN,
     SKIPPED,

@@ -1,354 +1,50 @@
-"""Annotation queues: choose which spans people should label, hand the items out one at a
-time under a lease, and store every label as reviewer feedback.
-
-A queue is made once, from span filters and a strategy (see docs/queues.md):
-
-- ``random``: a simple random sample without replacement (seeded);
-- ``stratified``: a random sample within each value of a field, with proportional or
-  equal allocation;
-- ``drift``: the examples a drift report found most unlike its reference;
-- ``low-confidence``: judge scores closest to the decision threshold;
-- ``disagreement``: spans whose several judge scores of one name disagree.
-
-The strategy, its resolved parameters and the seed are stored with the queue, and each
-item of a probability sample (random, stratified) carries its inclusion probability, so
-an estimate from the labels can weight them (inverse-probability weights).
-"""
+"""Choosing a queue's items: the strategies (random, stratified, drift, low-confidence,
+disagreement), allocation across strata, snapshots of the chosen spans. See docs/queues.md."""
 
 from __future__ import annotations
 
 import hashlib
 import math
-import re
 import statistics
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from assay.feedback import FeedbackError, make_feedback
-from assay.model import Feedback, Span
-from assay.query import GROUP_FIELDS, SpanFilter
+from assay.model import Span
+from assay.query import SpanFilter
+from assay.queues.values import (
+    ALLOCATIONS,
+    DEFAULT_LEASE_SECONDS,
+    DISAGREEMENT,
+    DRIFT,
+    LABEL_NAME,
+    LOW_CONFIDENCE,
+    MAX_SIZE,
+    RANDOM,
+    SAMPLING_METHOD,
+    SNAPSHOT_CHARS,
+    STRATA_FIELDS,
+    STRATEGIES,
+    STRATIFIED,
+    UNITS,
+    LabelSpec,
+    Queue,
+    QueueConflictError,
+    QueueError,
+    QueueItem,
+    QueueNotFoundError,
+    check_queue_name,
+)
 
 if TYPE_CHECKING:
     from assay.store import Store
 
-RANDOM = "random"
-STRATIFIED = "stratified"
-DRIFT = "drift"
-LOW_CONFIDENCE = "low-confidence"
-DISAGREEMENT = "disagreement"
-STRATEGIES: tuple[str, ...] = (RANDOM, STRATIFIED, DRIFT, LOW_CONFIDENCE, DISAGREEMENT)
-#: Strategies whose items are a probability sample (each has an inclusion probability).
-PROBABILITY_SAMPLES: tuple[str, ...] = (RANDOM, STRATIFIED)
-ALLOCATIONS: tuple[str, ...] = ("proportional", "equal")
-#: What a random or stratified queue samples: whole traces (their root span) or spans.
-UNITS: tuple[str, ...] = ("trace", "span")
-#: Fields a stratified queue can split on (span columns).
-STRATA_FIELDS: tuple[str, ...] = GROUP_FIELDS
-LABEL_KINDS: tuple[str, ...] = ("boolean", "category", "scale")
-#: Item status; an open item is *claimed* while its lease has not expired.
-OPEN, LABELLED, SKIPPED = "open", "labelled", "skipped"
-STATUSES: tuple[str, ...] = (OPEN, LABELLED, SKIPPED)
-DEFAULT_LEASE_SECONDS = 30 * 60
-MAX_SIZE = 10_000
+#: Most strata a stratified queue splits into.
 MAX_STRATA = 200
-#: Characters of a span's input/output text kept in an item's snapshot.
-SNAPSHOT_CHARS = 100_000
-#: How the random and stratified strategies draw (stored in a queue's params).
-SAMPLING_METHOD = (
-    "simple random sample without replacement: the units with the smallest "
-    "hash('SEED:TRACE_ID[:SPAN_ID]') (per stratum when stratified)"
-)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-_SCALE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|\.\.)\s*(-?\d+(?:\.\d+)?)\s*$")
-_TRUE = ("true", "yes", "pass", "1", "up", "y")
-_FALSE = ("false", "no", "fail", "0", "down", "n")
 K = TypeVar("K", bound=Hashable)
-
-
-class QueueError(ValueError):
-    """A queue request that cannot be done; the message names the problem and the fix."""
-
-
-class QueueNotFoundError(QueueError):
-    """No such queue (or item) in the project."""
-
-
-class QueueConflictError(QueueError):
-    """The request collides with the queue's state: name taken, item claimed or done."""
-
-
-# --- values ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelSpec:
-    """The one label a queue collects: its feedback name and the values allowed.
-
-    ``boolean`` takes pass/fail (stored as feedback ``boolean``), ``category`` one of
-    ``values`` (stored as ``category``), ``scale`` a number in ``[low, high]`` (stored as
-    ``number``; whole numbers only when ``integer``).
-    """
-
-    name: str
-    kind: str
-    values: tuple[str, ...] = ()
-    low: float | None = None
-    high: float | None = None
-    integer: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        """The stored and API form."""
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
-        if self.kind == "category":
-            out["values"] = list(self.values)
-        if self.kind == "scale":
-            out.update(low=self.low, high=self.high, integer=self.integer)
-        if self.kind == "boolean":
-            out["values"] = [True, False]
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LabelSpec:
-        """The inverse of :meth:`to_json`."""
-        kind = str(data["kind"])
-        return cls(
-            name=str(data["name"]),
-            kind=kind,
-            values=tuple(data.get("values") or ()) if kind == "category" else (),
-            low=data.get("low"),
-            high=data.get("high"),
-            integer=bool(data.get("integer", True)),
-        )
-
-    def describe(self) -> str:
-        """The allowed values in words, e.g. ``pass or fail``."""
-        if self.kind == "boolean":
-            return "pass or fail (true/false, yes/no, 1/0)"
-        if self.kind == "category":
-            return "one of " + ", ".join(self.values)
-        what = "a whole number" if self.integer else "a number"
-        return f"{what} from {_num(self.low)} to {_num(self.high)}"
-
-    def parse(self, value: Any) -> bool | int | float | str:
-        """The label value as stored, or :class:`QueueError` saying what is allowed."""
-        bad = QueueError(f"value {value!r} for label {self.name!r} must be {self.describe()}")
-        if value is None:
-            raise bad
-        if self.kind == "boolean":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if isinstance(value, int | float) and value in (0, 1):
-                return bool(value)
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise bad
-        if self.kind == "category":
-            if isinstance(value, bool):
-                raise bad
-            text = str(value).strip()
-            if text in self.values:
-                return text
-            folded = [v for v in self.values if v.casefold() == text.casefold()]
-            if len(folded) == 1:
-                return folded[0]
-            raise bad
-        if isinstance(value, bool):
-            raise bad
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        assert self.low is not None and self.high is not None
-        if not math.isfinite(number) or not self.low <= number <= self.high:
-            raise bad
-        if self.integer:
-            if not number.is_integer():
-                raise bad
-            return int(number)
-        return number
-
-
-def _num(x: float | None) -> str:
-    return "" if x is None else (str(int(x)) if float(x).is_integer() else str(x))
-
-
-def label_spec(
-    name: str,
-    *,
-    values: str | Sequence[str] | None = None,
-    scale: str | None = None,
-    boolean: bool = False,
-) -> LabelSpec:
-    """A label from what a user types: ``values="pass,fail"``, ``scale="1-5"`` (whole
-    numbers; ``0.0-1.0`` allows any number) or ``boolean=True``; exactly one of them."""
-    if not isinstance(name, str) or not _LABEL_NAME.match(name):
-        raise QueueError(
-            f"label name {name!r} must be 1-128 letters, digits, '_', '.', ':' or '-' "
-            "(e.g. helpfulness); it is the feedback name the labels are stored under"
-        )
-    given = [x for x in (values, scale, boolean or None) if x not in (None, "", ())]
-    if len(given) != 1:
-        raise QueueError(
-            "give the label's allowed values once: --values pass,fail (categories), "
-            "--scale 1-5 (numbers) or --boolean (pass/fail)"
-        )
-    if boolean:
-        return LabelSpec(name, "boolean")
-    if values not in (None, "", ()):
-        items = values.split(",") if isinstance(values, str) else list(values)
-        cleaned = [str(v).strip() for v in items]
-        if any(not v or len(v) > 200 for v in cleaned) or len(set(cleaned)) != len(cleaned):
-            raise QueueError(
-                f"values {values!r} must be 2-100 distinct non-empty names separated by "
-                "commas, e.g. pass,fail or billing,shipping,other"
-            )
-        if not 2 <= len(cleaned) <= 100:
-            raise QueueError(f"values {values!r} must list 2-100 choices, e.g. pass,fail")
-        return LabelSpec(name, "category", tuple(cleaned))
-    m = _SCALE.match(str(scale))
-    if m is None:
-        raise QueueError(f"scale {scale!r} must look like LOW-HIGH, e.g. 1-5 or 0.0-1.0")
-    low, high = float(m.group(1)), float(m.group(2))
-    if not low < high:
-        raise QueueError(f"scale {scale!r}: LOW must be below HIGH, e.g. 1-5")
-    integer = "." not in m.group(1) + m.group(2)
-    return LabelSpec(name, "scale", low=low, high=high, integer=integer)
-
-
-@dataclass(frozen=True)
-class Queue:
-    """A queue's definition: how its items were chosen and what label it collects."""
-
-    project: str
-    name: str
-    queue_id: str
-    strategy: str
-    #: The resolved strategy parameters (filters, field, allocation, strata sizes, judge,
-    #: threshold, drift source, sampling method) that explain the selection.
-    params: Mapping[str, Any]
-    seed: int
-    label: LabelSpec
-    #: Items asked for, items selected, and the candidates they were chosen from.
-    size: int
-    item_count: int
-    population: int
-    lease_seconds: int
-    created_at: datetime
-    created_by: str | None = None
-    instructions: str | None = None
-    notes: tuple[str, ...] = ()
-
-    @property
-    def probability_sample(self) -> bool:
-        """True when every item has a known inclusion probability (random, stratified)."""
-        return self.strategy in PROBABILITY_SAMPLES
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    """One span to label, with a snapshot of its text and context, and who has it."""
-
-    project: str
-    queue: str
-    #: 1, 2, … in the order items are handed out.
-    item_id: int
-    trace_id: str
-    span_id: str
-    input_text: str | None
-    output_text: str | None
-    input_messages: list[dict[str, Any]] | None
-    output_messages: list[dict[str, Any]] | None
-    #: Span fields a labeller may need (name, model, route …) and ``reason``: why the
-    #: strategy chose it (judge scores, drift distance, stratum).
-    context: Mapping[str, Any]
-    stratum: str | None = None
-    #: P(this unit was selected) under the queue's sampling design; None for strategies
-    #: that are not probability samples.
-    inclusion_probability: float | None = None
-    #: The strategy's ranking score (distance to the threshold, disagreement, drift score).
-    score: float | None = None
-    status: str = OPEN
-    claimed_by: str | None = None
-    claimed_at: datetime | None = None
-    lease_expires_at: datetime | None = None
-    done_by: str | None = None
-    done_at: datetime | None = None
-    feedback_id: str | None = None
-    skip_reason: str | None = None
-
-    @property
-    def label_span_id(self) -> str | None:
-        """The span a label is stored on: None when the item stands for its whole trace."""
-        return None if self.context.get("label_on") == "trace" else self.span_id
-
-    def claimed(self, now: datetime) -> bool:
-        """True while an open item's lease holds."""
-        return (
-            self.status == OPEN
-            and self.lease_expires_at is not None
-            and self.lease_expires_at > now
-        )
-
-
-@dataclass(frozen=True)
-class QueueProgress:
-    """How far a queue is: items by state, and per labeller."""
-
-    total: int
-    labelled: int
-    skipped: int
-    claimed: int
-    remaining: int
-    #: labeller → {"labelled": n, "skipped": n, "claimed": n}
-    by_labeller: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    #: When the first current claim expires (items come free again then).
-    next_expiry: datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The API form."""
-        return {
-            "total": self.total,
-            "labelled": self.labelled,
-            "skipped": self.skipped,
-            "claimed": self.claimed,
-            "remaining": self.remaining,
-            "done": self.labelled + self.skipped,
-            "by_labeller": {k: dict(v) for k, v in self.by_labeller.items()},
-            "next_expiry": _iso(self.next_expiry),
-        }
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat()
-
-
-def check_queue_name(name: str) -> str:
-    """A queue name: letters, digits, ``_``, ``.``, ``-`` (it appears in URLs)."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise QueueError(
-            f"queue name {name!r} must start with a letter or digit and use only letters, "
-            "digits, '_', '.' and '-' (at most 128), e.g. support-review"
-        )
-    return name
-
-
-def check_labeller(who: str | None) -> str:
-    """Who labels: a non-empty name without control characters (at most 128)."""
-    if not isinstance(who, str) or not who.strip():
-        raise QueueError("say who you are: --as NAME (or labeller in the request body)")
-    if who != who.strip() or len(who) > 128 or any(ord(c) < 32 for c in who):
-        raise QueueError(
-            f"labeller {who!r} must be 1-128 characters on one line without surrounding spaces"
-        )
-    return who
 
 
 # --- the spec of a new queue -------------------------------------------------------------------
@@ -400,7 +96,7 @@ class QueueSpec:
         elif self.field is not None:
             raise QueueError("--field is only for --strategy stratified")
         if self.strategy in (LOW_CONFIDENCE, DISAGREEMENT):
-            if not self.judge or not _LABEL_NAME.match(self.judge):
+            if not self.judge or not LABEL_NAME.match(self.judge):
                 raise QueueError(
                     f"{self.strategy} needs --judge NAME: the feedback name of the judge's "
                     "scores (source judge), e.g. --judge helpfulness"
@@ -563,7 +259,6 @@ def _select_random(store: Store, spec: QueueSpec, seed: int) -> _Selection:
             stratum=st,
             probability=probability[st],
             reason={"stratum": st} if by else {},
-            whole_trace=spec.unit == "trace",
         )
         for t, s, st in keys
     ]
@@ -900,243 +595,3 @@ def latest_drift_report(store: Store, project: str, monitor: str) -> tuple[Mappi
         f"monitor {monitor!r} has no drifted result among its last 100 runs; run it with "
         f"`assay monitors run {monitor}` or pick another source"
     )
-
-
-# --- working on a queue ------------------------------------------------------------------------
-
-
-def get_queue(store: Store, project: str, name: str) -> Queue:
-    """A queue or :class:`QueueNotFoundError`."""
-    queue = store.get_queue(project, name)
-    if queue is None:
-        raise QueueNotFoundError(
-            f"no queue named {name!r} in project {project!r}; see `assay queues list`"
-        )
-    return queue
-
-
-def get_item(store: Store, queue: Queue, item_id: int) -> QueueItem:
-    """An item of a queue or :class:`QueueNotFoundError`."""
-    item = store.get_queue_item(queue.project, queue.name, item_id)
-    if item is None:
-        raise QueueNotFoundError(
-            f"queue {queue.name!r} has no item {item_id}; its items are numbered 1 to "
-            f"{queue.item_count}"
-        )
-    return item
-
-
-def claim_next(
-    store: Store, project: str, name: str, labeller: str, now: datetime | None = None
-) -> tuple[Queue, QueueItem | None]:
-    """Claim the next unclaimed open item for ``labeller`` (or renew the one they hold)
-    for the queue's lease; None when nothing is free."""
-    check_labeller(labeller)
-    queue = get_queue(store, project, name)
-    now = now or datetime.now(UTC)
-    until = now + timedelta(seconds=queue.lease_seconds)
-    return queue, store.claim_queue_item(project, name, labeller, now, until)
-
-
-def _busy(item: QueueItem, labeller: str, now: datetime) -> None:
-    if item.status != OPEN:
-        by = f" by {item.done_by}" if item.done_by else ""
-        at = f" at {item.done_at:%Y-%m-%d %H:%M} UTC" if item.done_at else ""
-        raise QueueConflictError(
-            f"item {item.item_id} of queue {item.queue!r} was already {item.status}{by}{at}; "
-            "take another with `assay queues next`"
-        )
-    if item.claimed(now) and item.claimed_by != labeller:
-        assert item.lease_expires_at is not None
-        raise QueueConflictError(
-            f"item {item.item_id} of queue {item.queue!r} is claimed by {item.claimed_by} "
-            f"until {item.lease_expires_at:%H:%M:%S} UTC; take another with "
-            "`assay queues next`"
-        )
-
-
-def feedback_id(queue: Queue, item_id: int) -> str:
-    """The feedback id of an item's label (stable, so a resent label is not stored twice)."""
-    return f"queue-{queue.queue_id}-{item_id}"
-
-
-def label_item(
-    store: Store,
-    project: str,
-    name: str,
-    item_id: int,
-    labeller: str,
-    value: Any,
-    comment: str | None = None,
-    now: datetime | None = None,
-) -> tuple[QueueItem, Feedback]:
-    """Store ``labeller``'s label of an item as reviewer feedback and mark it labelled.
-    Sending the same label again answers the stored one; a different one is a conflict."""
-    check_labeller(labeller)
-    now = now or datetime.now(UTC)
-    queue = get_queue(store, project, name)
-    item = get_item(store, queue, item_id)
-    parsed = queue.label.parse(value)
-    fid = feedback_id(queue, item_id)
-    if item.status == LABELLED and item.done_by == labeller:
-        stored = store.list_feedback(project, ids=[fid], limit=1)
-        if stored and _same_value(stored[0], parsed) and stored[0].comment == (comment or None):
-            return item, stored[0]
-    _busy(item, labeller, now)
-    try:
-        fb = make_feedback(
-            project,
-            item.trace_id,
-            queue.label.name,
-            parsed,
-            span_id=item.label_span_id,
-            comment=comment or None,
-            source="reviewer",
-            author=labeller,
-            id=fid,
-            created_at=now,
-            metadata={
-                "queue": queue.name,
-                "queue_id": queue.queue_id,
-                "item": item_id,
-                "strategy": queue.strategy,
-                "inclusion_probability": item.inclusion_probability,
-                "stratum": item.stratum,
-            },
-        )
-    except FeedbackError as exc:
-        raise QueueError(str(exc)) from None
-    if not store.finish_queue_item(project, name, item_id, labeller, LABELLED, now, feedback=fb):
-        _busy(get_item(store, queue, item_id), labeller, now)
-        raise QueueConflictError(f"item {item_id} changed while labelling; try again")
-    return get_item(store, queue, item_id), fb
-
-
-def _same_value(f: Feedback, value: bool | int | float | str) -> bool:
-    if isinstance(value, bool):
-        return f.kind == "boolean" and f.number == (1.0 if value else 0.0)
-    if isinstance(value, str):
-        return f.category == value
-    return f.number == float(value)
-
-
-def skip_item(
-    store: Store,
-    project: str,
-    name: str,
-    item_id: int,
-    labeller: str,
-    reason: str | None = None,
-    now: datetime | None = None,
-) -> QueueItem:
-    """Mark an item skipped by ``labeller`` (it is then done: nobody is offered it again)."""
-    check_labeller(labeller)
-    if reason is not None and len(reason) > 2_000:
-        raise QueueError("reason is longer than 2,000 characters")
-    now = now or datetime.now(UTC)
-    queue = get_queue(store, project, name)
-    item = get_item(store, queue, item_id)
-    if item.status == SKIPPED and item.done_by == labeller:
-        return item
-    _busy(item, labeller, now)
-    if not store.finish_queue_item(
-        project, name, item_id, labeller, SKIPPED, now, reason=reason or None
-    ):
-        _busy(get_item(store, queue, item_id), labeller, now)
-        raise QueueConflictError(f"item {item_id} changed while skipping; try again")
-    return get_item(store, queue, item_id)
-
-
-def release_item(store: Store, project: str, name: str, item_id: int, labeller: str) -> QueueItem:
-    """Give back a claim before its lease ends (the item is offered to the next caller)."""
-    check_labeller(labeller)
-    queue = get_queue(store, project, name)
-    item = get_item(store, queue, item_id)
-    if item.status == OPEN and item.claimed_by not in (None, labeller):
-        raise QueueConflictError(
-            f"item {item_id} is claimed by {item.claimed_by}, not {labeller}; only the holder "
-            "can release it"
-        )
-    store.release_queue_item(project, name, item_id, labeller)
-    return get_item(store, queue, item_id)
-
-
-# --- JSON forms ----------------------------------------------------------------------------------
-
-
-def queue_json(queue: Queue, progress: QueueProgress | None = None) -> dict[str, Any]:
-    """The API form of a queue (with its progress when given)."""
-    out: dict[str, Any] = {
-        "name": queue.name,
-        "project": queue.project,
-        "queue_id": queue.queue_id,
-        "strategy": queue.strategy,
-        "params": dict(queue.params),
-        "seed": queue.seed,
-        "probability_sample": queue.probability_sample,
-        "label": queue.label.to_json(),
-        "instructions": queue.instructions,
-        "size": queue.size,
-        "items": queue.item_count,
-        "population": queue.population,
-        "lease_seconds": queue.lease_seconds,
-        "created_at": queue.created_at.isoformat(),
-        "created_by": queue.created_by,
-        "notes": list(queue.notes),
-    }
-    if progress is not None:
-        out["progress"] = progress.to_json()
-    return out
-
-
-def item_json(item: QueueItem, now: datetime | None = None) -> dict[str, Any]:
-    """The API form of an item: everything a labelling page shows."""
-    now = now or datetime.now(UTC)
-    return {
-        "id": item.item_id,
-        "queue": item.queue,
-        "trace_id": item.trace_id,
-        "span_id": item.span_id,
-        "label_on": "trace" if item.label_span_id is None else "span",
-        "status": item.status,
-        "claimed": item.claimed(now),
-        "claimed_by": item.claimed_by if item.claimed(now) else None,
-        "lease_expires_at": _iso(item.lease_expires_at) if item.claimed(now) else None,
-        "done_by": item.done_by,
-        "done_at": _iso(item.done_at),
-        "feedback_id": item.feedback_id,
-        "skip_reason": item.skip_reason,
-        "stratum": item.stratum,
-        "inclusion_probability": item.inclusion_probability,
-        "score": item.score,
-        "input": {"text": item.input_text, "messages": item.input_messages},
-        "output": {"text": item.output_text, "messages": item.output_messages},
-        "context": dict(item.context),
-    }
-
-
-__all__ = [
-    "ALLOCATIONS",
-    "LABEL_KINDS",
-    "STRATEGIES",
-    "LabelSpec",
-    "Queue",
-    "QueueConflictError",
-    "QueueError",
-    "QueueItem",
-    "QueueNotFoundError",
-    "QueueProgress",
-    "QueueSpec",
-    "allocate",
-    "build_queue",
-    "claim_next",
-    "create_queue",
-    "disagreement",
-    "item_json",
-    "label_item",
-    "label_spec",
-    "latest_drift_report",
-    "queue_json",
-    "release_item",
-    "skip_item",
-]
