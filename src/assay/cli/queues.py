@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import click
+from rich.markup import escape
 
 from assay.cli.common import (
     check,
@@ -251,7 +252,7 @@ def show_command(
     console.print(
         f"[bold]{queue['name']}[/] · {queue['strategy']} · seed {queue['seed']} · label "
         f"{queue['label']['name']} ({queue['label']['kind']}) · created "
-        f"{queue['created_at'][:19]} by {queue['created_by'] or '-'}",
+        f"{queue['created_at'][:19]} by {escape(queue['created_by'] or '-')}",
         highlight=False,
     )
     params = {k: v for k, v in queue["params"].items() if k not in ("strata", "method")}
@@ -327,7 +328,7 @@ def next_command(name: str, labeller: str, project: str | None, as_json: bool) -
     ctx = item["context"]
     console.print(
         f"[bold]{queue['name']}[/] · item {item['id']} of {queue['items']} · claimed by "
-        f"{labeller} until {item['lease_expires_at'][11:19]} UTC",
+        f"{escape(labeller)} until {item['lease_expires_at'][11:19]} UTC",
         highlight=False,
     )
     console.print(f"label {queue['label']['name']}: {_allowed(queue['label'])}", highlight=False)
