@@ -466,3 +466,29 @@ async def test_an_llm_judge_scores_spans_and_its_cost_counts(store: DuckDBStore)
     assert got is not None and got.progress.spend_usd == pytest.approx(
         sum(f.metadata["cost"] for f in stored)
     )
+
+
+async def test_a_scorer_that_cannot_be_built_is_reported_and_not_retried_at_once(
+    store: DuckDBStore,
+) -> None:
+    add_rule(store)
+    store.insert_spans(spans(2))
+
+    def broken(spec: ScorerSpec) -> RecordingScorer:
+        raise ScorerError("scorer 'judge': endpoint: set OPENAI_API_KEY")
+
+    from assay.online_worker import OnlineWorker
+
+    w = OnlineWorker(store, poll_seconds=0.02, scorer_factory=broken)
+    assert await w.tick() == 1
+    for _ in range(100):
+        if not w._runs:
+            break
+        await asyncio.sleep(0.01)
+    rule = store.get_online_rule("default", "helpful")
+    assert rule is not None and rule.progress.lease_owner is None
+    assert "cannot build the scorer: ScorerError: scorer 'judge'" in (
+        rule.progress.last_error or ""
+    )
+    assert await w.tick() == 0  # cooling down: not claimed again on the next poll
+    await w.stop()

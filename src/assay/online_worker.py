@@ -109,7 +109,7 @@ class OnlineWorker:
         self,
         store: Store,
         *,
-        poll_seconds: float = 2.0,
+        poll_seconds: float = 1.0,
         lease_seconds: float = 60.0,
         owner: str | None = None,
         clock: Clock | None = None,
@@ -271,6 +271,10 @@ class _RuleRun:
         self.draining = False
         self._wake = asyncio.Event()
         self.scorer: Scorer | None = None
+        # Spans committed up to here may have been scored by a previous holder (which may
+        # still be finishing its last scan): ingested_at is wall-clock time, so no test clock.
+        margin = 2 * min(worker.lease_seconds / 3, worker.poll_seconds) + 5.0
+        self.check_until = datetime.now(UTC) + timedelta(seconds=margin)
 
     def wake(self) -> None:
         """Make the loop look at its state now (stop, a finished item)."""
@@ -410,12 +414,18 @@ class _RuleRun:
 
     async def _start(self, chunk: _Chunk, chosen: list[Mark]) -> None:
         rule = self.rule
-        ids = [feedback_id(rule.name, k.trace_id, k.span_id) for k in chosen]
-        stored = await asyncio.to_thread(
-            self.store.list_feedback, rule.project, ids=ids, limit=len(ids)
-        )
-        have = {f.feedback_id for f in stored}
-        todo = [k for k, i in zip(chosen, ids, strict=True) if i not in have]
+        todo = chosen
+        # Only spans committed before this run claimed the rule can have a score already
+        # (from an earlier holder, or an earlier rule of this name): look those up, so a
+        # rescore costs nothing and steady-state scans read no feedback.
+        older = [feedback_id(rule.name, k.trace_id, k.span_id) for k in chosen
+                 if k.at <= self.check_until]  # fmt: skip
+        if older:
+            stored = await asyncio.to_thread(
+                self.store.list_feedback, rule.project, ids=older, limit=len(older)
+            )
+            have = {f.feedback_id for f in stored}
+            todo = [k for k in chosen if feedback_id(rule.name, k.trace_id, k.span_id) not in have]
         if not todo:
             return
         if self._over_budget(extra=0):

@@ -66,7 +66,7 @@ class Settings:
     #: Run the online-evaluation worker (rules scoring live spans) in the server.
     online: bool = True
     #: Seconds between the online worker's looks for new spans and new rules.
-    online_poll_seconds: float = 2.0
+    online_poll_seconds: float = 1.0
 
     @property
     def loopback(self) -> bool:
@@ -108,7 +108,7 @@ class Settings:
         if not 0.01 <= self.online_poll_seconds <= 3600:
             raise SettingsError(
                 f"ASSAY_ONLINE_POLL_SECONDS={self.online_poll_seconds} must be between 0.01 "
-                "and 3600 seconds (default 2)"
+                "and 3600 seconds (default 1)"
             )
         return self
 

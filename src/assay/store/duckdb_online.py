@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from assay.model import ScorerSpec, Span
+from assay.model import Feedback, ScorerSpec, Span
 from assay.online import Mark, OnlineRule, ProgressUpdate, RuleProgress
 from assay.query import SpanFilter
 
@@ -92,6 +93,20 @@ def _definition(rule: OnlineRule) -> list[Any]:
         rule.retries,
         rule.enabled,
     ]
+
+
+def _feedback_table(items: Sequence[Feedback]) -> pa.Table:
+    columns: dict[str, list[Any]] = {c.strip(): [] for c in _FEEDBACK_COLS.split(",")}
+    for f in items:
+        for name in columns:
+            value = getattr(f, name)
+            if name == "created_at":
+                value = _naive(value)
+            elif name == "metadata":
+                value = json.dumps(value, ensure_ascii=False, default=str)
+            columns[name].append(value)
+    types = {"number": pa.float64(), "created_at": pa.timestamp("us")}
+    return pa.table({k: pa.array(v, types.get(k, pa.string())) for k, v in columns.items()})
 
 
 class OnlineTables:
@@ -309,41 +324,30 @@ class OnlineTables:
         period changes), note the last error; and, only while ``owner`` holds the lease,
         move the watermark and count the spans it passed. Returns whether ``owner`` holds
         the lease."""
+        batch = _feedback_table(update.feedback) if update.feedback else None
         with self._write_lock:
             cur = self._cursor()
             try:
                 cur.execute("BEGIN")
-                found = cur.execute(
+                rows = cur.execute(
                     "SELECT lease_owner FROM online_rules WHERE project = ? AND name = ?",
                     [project, name],
-                ).fetchone()
-                if found is None:
+                ).fetchall()
+                if not rows:
                     cur.execute("ROLLBACK")
                     return False
-                if update.feedback:
-                    cur.executemany(
-                        f"INSERT OR IGNORE INTO feedback ({_FEEDBACK_COLS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            [
-                                f.project,
-                                f.feedback_id,
-                                f.trace_id,
-                                f.span_id,
-                                f.name,
-                                f.kind,
-                                f.number,
-                                f.category,
-                                f.comment,
-                                f.source,
-                                f.author,
-                                f.created_at,
-                                json.dumps(f.metadata, ensure_ascii=False, default=str),
-                            ]
-                            for f in update.feedback
-                        ],
-                    )
-                held = bool(found[0] == owner)
+                if batch is not None:
+                    # One INSERT from an Arrow table: executemany would hold the write lock
+                    # (and so the ingest writer) for milliseconds per row.
+                    cur.register("online_feedback", batch)
+                    try:
+                        cur.execute(
+                            f"INSERT OR IGNORE INTO feedback ({_FEEDBACK_COLS}) "
+                            f"SELECT {_FEEDBACK_COLS} FROM online_feedback"
+                        )
+                    finally:
+                        cur.unregister("online_feedback")
+                held = bool(rows[0][0] == owner)
                 wm = update.watermark if held else None
                 scored_at = update.at if update.scored else None
                 error_at = update.at if update.last_error else None
