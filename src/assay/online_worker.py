@@ -345,7 +345,7 @@ class _RuleRun:
                 else:
                     next_scan = started + w.poll_seconds
                     self.caught_up_at = started
-            if self.done and (
+            if self._unrecorded() and (
                 time.monotonic() >= next_flush or len(self.done) >= 500 or not self.pending
             ):
                 await self._flush()
@@ -357,17 +357,24 @@ class _RuleRun:
             wake_at = next_renew
             if not self.draining and len(self.pending) <= self.limit // 2:
                 wake_at = min(wake_at, next_scan)
-            if self.done:
+            if self._unrecorded():
                 wake_at = min(wake_at, next_flush)
             timeout = wake_at - time.monotonic()
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _unrecorded(self) -> bool:
+        """Scores to store, or read spans (sampled or not) the watermark has not passed."""
+        return bool(self.done) or bool(self.chunks and self.chunks[0].remaining == 0)
+
     def is_idle(self, since: float) -> bool:
         """Caught up by a scan that started after ``since``, with nothing left to store."""
         return (
-            self.caught_up_at >= since and not self.pending and not self.done and not self.flushing
+            self.caught_up_at >= since
+            and not self.pending
+            and not self._unrecorded()
+            and not self.flushing
         )
 
     async def _renew(self) -> None:
@@ -459,7 +466,7 @@ class _RuleRun:
         if budget is None:
             return False
         spend = self._current_spend()
-        if spend >= budget:
+        if spend >= budget * (1 - 1e-9):  # ten calls at $0.10 sum to 0.9999999999999999
             return True
         mean = self.priced_cost / self.priced_calls if self.priced_calls else 0.0
         return spend + (self.in_flight + extra) * mean > budget * (1 + 1e-9)
