@@ -61,10 +61,6 @@ class OnlineError(ValueError):
     """A rule or request that cannot be used; the message names the field and the fix."""
 
 
-class OnlineNotFoundError(OnlineError):
-    """No rule of that name in the project."""
-
-
 # --------------------------------------------------------------------------- values
 
 
@@ -570,7 +566,6 @@ __all__ = [
     "PERIODS",
     "Mark",
     "OnlineError",
-    "OnlineNotFoundError",
     "OnlineRule",
     "ProgressUpdate",
     "RuleProgress",
