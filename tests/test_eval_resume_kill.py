@@ -139,10 +139,10 @@ def test_killed_run_resumes_without_repeating_recorded_trials(tmp_path: Path) ->
     for i in range(CASES):
         cid = f"c{i:02d}"
         assert second[cid] == TRIALS - before[cid], cid
-    # Trials whose call had finished but whose write had not are run again: with writes
-    # faster than calls, at most the write in flight (one trial per worker).
+    # Trials whose call had started or finished but whose write had not are run again:
+    # never more than the runner's backlog bound (2 x concurrency; usually one per worker).
     repeats = sum(total.values()) - CASES * TRIALS
-    assert 0 <= repeats <= CONCURRENCY
+    assert 0 <= repeats <= 2 * CONCURRENCY
 
 
 class SlowStore:
