@@ -80,8 +80,9 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     from assay.server import create_app
 
     # In-process: decode OTLP in threads (a worker pool per run is not worth its start-up).
-    # No scheduled background work (monitors) inside a one-off run.
-    app = create_app(settings.with_(host="127.0.0.1", decode_workers=0, monitors=False))
+    # No scheduled background work (monitors, online scoring) inside a one-off run.
+    one_off = settings.with_(host="127.0.0.1", decode_workers=0, monitors=False, online=False)
+    app = create_app(one_off)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

@@ -64,7 +64,7 @@ def connect(settings: Settings, create: bool = False) -> Iterator[httpx.Client]:
     try:
         with TestClient(
             # A one-off command must not run the server's scheduled background work.
-            create_app(settings.with_(host="127.0.0.1", monitors=False)),
+            create_app(settings.with_(host="127.0.0.1", monitors=False, online=False)),
             base_url="http://local",
             headers=headers,
         ) as local:
