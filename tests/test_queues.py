@@ -227,6 +227,18 @@ def test_stratified_allocation_and_probabilities(
     )
 
 
+def test_spans_without_a_value_form_their_own_stratum(
+    store: DuckDBStore, spans: list[Span]
+) -> None:
+    queue, items = build_queue(
+        store, spec("stratified", 12, unit="span", field="model", allocation="equal", seed=2)
+    )
+    strata = {s["value"]: s for s in queue.params["strata"]}
+    assert strata[None]["population"] == sum(1 for s in spans if s.model is None)
+    assert Counter(i.stratum for i in items)[None] == strata[None]["allocated"] == 2
+    assert all(i.context["model"] is None for i in items if i.stratum is None)
+
+
 def test_stratified_refuses_a_field_with_too_many_values(
     store: DuckDBStore, spans: list[Span], monkeypatch: pytest.MonkeyPatch
 ) -> None:
