@@ -114,18 +114,20 @@ def test_window_and_filters_select_by_the_spans(store: DuckDBStore) -> None:
     spans[15] = span(15, new, route="/other")
     store.insert_spans(spans)
     store.add_feedback([judge(i, i / 20) for i in range(20)] + [label(i, True) for i in range(20)])
-    # Trace-level feedback on a new trace counts when any of its spans is in the window.
+    # Trace-level feedback stands for the trace's root span: on trace 12 it meets span 12's
+    # records (the latest of each wins); on a trace with no stored spans it stays on its own.
     store.add_feedback(
         [
             make_feedback(P, tid(12), "help", 0.5, source="judge", created_at=T0),
             make_feedback(P, tid(12), "human-help", True, source="reviewer", created_at=T0),
+            make_feedback(P, tid(99), "help", 0.5, source="judge", created_at=T0),
         ]
     )
     recent = read(store, SpanFilter(P, start=T0 + timedelta(days=1)))
-    assert recent.n_scored == 11 and recent.n_pairs == 11
+    assert recent.n_scored == 10 and recent.n_pairs == 10
     chat = read(store, SpanFilter(P, start=T0 + timedelta(days=1), route="/chat"))
-    assert chat.n_scored == 10
-    assert read(store).n_scored == 21
+    assert chat.n_scored == 9
+    assert read(store).n_scored == 21  # 20 spans + the trace without stored spans
 
 
 @pytest.mark.parametrize(

@@ -25,16 +25,32 @@ from assay.query import SpanFilter
 
 # The latest record with a number (or true/false, stored as 1.0/0.0) per (trace, span):
 # "latest" is the newest created_at, ties broken by the larger id, so reads are stable.
+# The latest record per (trace, span). A trace-level record (no span id) stands for the
+# trace's root span when the trace is stored, so a score on the trace pairs with a label
+# on its root span (what a trace-unit annotation queue shows) and the other way round.
 _LATEST = """
-    SELECT trace_id, span_id,
-           arg_max(number, (created_at, feedback_id)) AS value,
-           arg_max(feedback_id, (created_at, feedback_id)) AS fid,
-           max(created_at) AS scored_at
-    FROM feedback
-    WHERE project = ? AND name = ? AND list_contains(?, source)
-      AND kind IN ('number', 'boolean') AND number IS NOT NULL
-    GROUP BY trace_id, span_id
+    SELECT f.trace_id, coalesce(f.span_id, r.root) AS span_id,
+           arg_max(f.number, (f.created_at, f.feedback_id)) AS value,
+           arg_max(f.feedback_id, (f.created_at, f.feedback_id)) AS fid,
+           max(f.created_at) AS scored_at
+    FROM feedback f
+    LEFT JOIN (
+        SELECT trace_id, min(span_id) AS root FROM spans
+        WHERE project = ? AND parent_span_id IS NULL AND trace_id IN (
+            SELECT trace_id FROM feedback
+            WHERE project = ? AND name = ? AND span_id IS NULL)
+        GROUP BY trace_id
+    ) r ON f.span_id IS NULL AND r.trace_id = f.trace_id
+    WHERE f.project = ? AND f.name = ? AND list_contains(?, f.source)
+      AND f.kind IN ('number', 'boolean') AND f.number IS NOT NULL
+    GROUP BY f.trace_id, coalesce(f.span_id, r.root)
 """
+
+
+def _latest_params(project: str, name: str, sources: list[str]) -> list[Any]:
+    """The parameters of one :data:`_LATEST`, in order."""
+    return [project, project, name, project, name, sources]
+
 
 _CAL_COLS = (
     "project, judge, labels, method, params, fitted_at, n, n_fit, n_holdout, ece_before, "
@@ -105,12 +121,8 @@ class CalibrationTables:
             ORDER BY trace_id, span_id NULLS FIRST
         """
         params = [
-            project,
-            judge,
-            [JUDGE_SOURCE],
-            project,
-            labels,
-            list(LABEL_SOURCES),
+            *_latest_params(project, judge, [JUDGE_SOURCE]),
+            *_latest_params(project, labels, list(LABEL_SOURCES)),
             *wparams,
         ]
         table = self._cursor().sql(sql, params=params).to_arrow_table()
@@ -148,7 +160,7 @@ class CalibrationTables:
         """
         rows = (
             self._cursor()
-            .execute(sql, [project, judge, [JUDGE_SOURCE], *wparams, limit])
+            .execute(sql, [*_latest_params(project, judge, [JUDGE_SOURCE]), *wparams, limit])
             .fetchall()
         )
         return [JudgeScore(r[0], r[1], float(r[2]), r[3], r[4].replace(tzinfo=UTC)) for r in rows]
