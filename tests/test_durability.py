@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import psutil
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -163,6 +164,8 @@ def test_acknowledged_spans_survive_sigkill(tmp_path: Path, servers: list[Server
         s.start()
     time.sleep(2.0)
     assert all(s.is_alive() for s in senders)
+    workers = psutil.Process(first.pid).children(recursive=True)
+    assert workers, "the server decodes in worker processes"
     first.sigkill()  # while both threads are sending
     time.sleep(0.3)  # let the senders see the dead socket
     stop.set()
@@ -174,6 +177,9 @@ def test_acknowledged_spans_survive_sigkill(tmp_path: Path, servers: list[Server
     assert all(s.acked_requests >= 3 for s in senders), [s.acked_requests for s in senders]
     assert not any(s.other_statuses for s in senders), [s.other_statuses for s in senders]
     assert first.proc.returncode == -signal.SIGKILL
+    # Its decode workers do not outlive it as orphans.
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, [p.pid for p in alive]
 
     # The same database, a new server: it starts, and every acknowledged span is there.
     second = start(servers, db, log)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -64,6 +65,15 @@ _worker_prices: PriceTable | None = None
 def _init_worker(prices_path: str | None) -> None:
     global _worker_prices
     _worker_prices = load_prices(prices_path)
+    # A server killed with SIGKILL cannot stop its pool; without this watch the workers
+    # would live on as orphans holding ~100 MB each.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _decode_in_worker(body: bytes, json_encoding: bool, project: str) -> tuple[bytes, int, str]:
