@@ -24,11 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from drift_support import traffic
-
 from assay.drift.report import build_spec, run_check
 from assay.embedders import HashingEmbedder
 from assay.store.duckdb import DuckDBStore
+from drift_support import traffic
 
 TARGET_S = 2.0
 
