@@ -16,14 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from assay.drift.detectors import (
-    DEFAULT_TESTS,
-    DriftResult,
-    DriftTest,
-    category_shifts,
-    correct,
-    farthest_examples,
-)
 from assay.drift.features import (
     CATEGORICAL,
     DEFAULT_MAX_EMBEDDINGS,
@@ -39,7 +31,7 @@ from assay.drift.features import (
     select_features,
     window_fields,
 )
-from assay.drift.result import Method, too_small_note
+from assay.drift.result import DriftResult, DriftTest, Method, correct, too_small_note
 from assay.drift.windows import (
     DEFAULT_MAX_SAMPLES,
     SAMPLING_METHOD,
@@ -384,6 +376,8 @@ class _Check:
                     f"not in the {role} window: a golden set has only inputs and expected answers"
                 )
                 return
+        from assay.drift.detectors import DEFAULT_TESTS  # scipy loads with the first check
+
         tests = DEFAULT_TESTS[f.kind]
         if f.kind == NUMERIC:
             rv, rmiss = numeric_values(ref.table, f)
@@ -466,6 +460,8 @@ class _Check:
         """Examples (embedding features) or category shifts (categorical ones)."""
         if p.feature.kind == EMBEDDING and p.current_texts is not None and self.spec.examples:
             texts = p.current_texts
+            from assay.drift.detectors import farthest_examples
+
             found = farthest_examples(
                 p.reference_values, p.current_values, k=self.spec.examples, seed=self.spec.seed
             )
@@ -482,6 +478,8 @@ class _Check:
                 (),
             )
         if p.feature.kind == CATEGORICAL:
+            from assay.drift.detectors import category_shifts
+
             shifts = category_shifts(p.reference_values, p.current_values, k=5)
             return (), tuple(_jsonable(s) for s in shifts)
         return (), ()

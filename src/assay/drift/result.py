@@ -15,8 +15,6 @@ from typing import Any, Literal, Protocol, Self, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from assay.stats.paired import benjamini_hochberg
-
 Kind = Literal["numeric", "categorical", "embedding"]
 Method = Literal["holm", "bh"]
 
@@ -150,6 +148,8 @@ def correct(
             )
         family.append(i)
     p = [float(results[i].p_value) for i in family]  # type: ignore[arg-type]
+    from assay.stats.paired import benjamini_hochberg  # scipy on first use, not at start-up
+
     adjusted = holm(p) if method == "holm" else benjamini_hochberg(p)
     out = list(results)
     for i, a in zip(family, adjusted, strict=True):
