@@ -73,17 +73,47 @@ def connect(settings: Settings, create: bool = False) -> Iterator[httpx.Client]:
         raise click.ClickException(str(exc)) from None
 
 
-def check(response: httpx.Response) -> Any:
-    """The JSON body of a successful response, or a ClickException with the server's reason."""
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise click.ClickException(f"{response.status_code}: {detail}")
+#: Exit code of a command that could not do what was asked (bad input, refused request).
+EXIT_USAGE = 2
+
+
+class UsageFailure(click.ClickException):
+    """The command could not do what was asked: exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The server's reason for a refused request; request-validation errors name the fields."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    if isinstance(detail, list):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+        )
+    return f"{response.status_code}: {detail}"
+
+
+def _body(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
         return None
     return response.json()
+
+
+def check(response: httpx.Response) -> Any:
+    """The JSON body of a successful response, or a ClickException with the server's reason."""
+    if response.status_code >= 400:
+        raise click.ClickException(error_detail(response))
+    return _body(response)
+
+
+def answer(response: httpx.Response) -> Any:
+    """Like :func:`check`, but a refused request exits 2 (:class:`UsageFailure`)."""
+    if response.status_code >= 400:
+        raise UsageFailure(error_detail(response))
+    return _body(response)
 
 
 def output_options(fn: F) -> F:

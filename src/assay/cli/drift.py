@@ -13,6 +13,7 @@ import click
 import httpx
 
 from assay.cli.common import (
+    UsageFailure,
     connect,
     console,
     err_console,
@@ -24,15 +25,8 @@ from assay.cli.common import (
 from assay.drift.features import FEATURES
 
 EXIT_DRIFT = 1
-EXIT_USAGE = 2
 #: A first check may embed tens of thousands of texts with a local model.
 _CHECK_TIMEOUT = httpx.Timeout(1800.0, connect=10.0)
-
-
-class UsageFailure(click.ClickException):
-    """The check could not run: exit code 2."""
-
-    exit_code = EXIT_USAGE
 
 
 @click.group()

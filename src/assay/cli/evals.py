@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from assay.cli.common import (
+    UsageFailure,
     check,
     connect,
     console,
@@ -56,7 +57,6 @@ from assay.scorers.base import ScorerError
 from assay.targets import TargetConfigError
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 _CONFIG_ERRORS = (
     ApiError,
     RunError,
@@ -69,10 +69,8 @@ _CONFIG_ERRORS = (
 )
 
 
-class ConfigError(click.ClickException):
-    """A configuration problem: exit code 2."""
-
-    exit_code = EXIT_USAGE
+#: A configuration problem: exit code 2.
+ConfigError = UsageFailure
 
 
 def _value(raw: str) -> Any:

@@ -15,6 +15,8 @@ import click
 import httpx
 
 from assay.cli.common import (
+    UsageFailure,
+    answer,
     connect,
     console,
     err_console,
@@ -25,32 +27,9 @@ from assay.cli.common import (
 )
 
 EXIT_DRIFT = 1
-EXIT_USAGE = 2
 #: A run may embed tens of thousands of texts with a local model.
 _RUN_TIMEOUT = httpx.Timeout(1800.0, connect=10.0)
 _FILTERS = ("model", "provider", "service", "route", "release", "environment", "kind")
-
-
-class UsageFailure(click.ClickException):
-    """The command could not do what was asked: exit code 2."""
-
-    exit_code = EXIT_USAGE
-
-
-def _answer(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        if isinstance(detail, list):  # request validation: name the fields
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
-            )
-        raise UsageFailure(f"{response.status_code}: {detail}")
-    if response.status_code == 204 or not response.content:
-        return None
-    return response.json()
 
 
 def _path(name: str, suffix: str = "") -> str:
@@ -67,7 +46,7 @@ def _request(method: str, path: str, project: str | None, **kwargs: Any) -> Any:
             client.timeout = _RUN_TIMEOUT
         response = client.request(method, path, params={**_params(project), **kwargs.pop(
             "params", {})}, **kwargs)  # fmt: skip
-    return _answer(response)
+    return answer(response)
 
 
 project_option = click.option("--project", help="Project (admin / loopback only).")

@@ -13,10 +13,11 @@ from typing import Any
 from urllib.parse import quote
 
 import click
-import httpx
 import yaml
 
 from assay.cli.common import (
+    UsageFailure,
+    answer,
     connect,
     console,
     fmt_usd,
@@ -27,30 +28,6 @@ from assay.cli.common import (
 )
 from assay.online import OnlineError, judge_from_yaml, parse_budget, parse_filters
 
-EXIT_USAGE = 2
-
-
-class UsageFailure(click.ClickException):
-    """The command could not do what was asked: exit code 2."""
-
-    exit_code = EXIT_USAGE
-
-
-def _answer(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        if isinstance(detail, list):  # request validation: name the fields
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
-            )
-        raise UsageFailure(f"{response.status_code}: {detail}")
-    if response.status_code == 204 or not response.content:
-        return None
-    return response.json()
-
 
 def _path(name: str = "") -> str:
     return "/api/v1/online" + (f"/{quote(name, safe='')}" if name else "")
@@ -60,7 +37,7 @@ def _request(method: str, path: str, project: str | None, **kwargs: Any) -> Any:
     params = {"project": project} if project else {}
     with connect(settings_from_env(), create=method != "GET") as client:
         response = client.request(method, path, params=params, **kwargs)
-    return _answer(response)
+    return answer(response)
 
 
 def scorer_config(value: str) -> str | dict[str, Any]:
