@@ -131,6 +131,22 @@ def _dropped(ref_dropped: int, cur_dropped: int) -> dict[str, Any]:
     return {}
 
 
+def _numeric_windows(
+    reference: Any, current: Any, **extra: Any
+) -> tuple[FloatArray, FloatArray, dict[str, Any]]:
+    """Both windows as finite floats, and the details every numeric test reports (medians,
+    then ``extra``, then how many values were dropped)."""
+    ref, ref_drop = numeric_values(reference, "reference")
+    cur, cur_drop = numeric_values(current, "current")
+    details = {
+        "reference_median": _median(ref),
+        "current_median": _median(cur),
+        **extra,
+        **_dropped(ref_drop, cur_drop),
+    }
+    return ref, cur, details
+
+
 def _median(x: FloatArray) -> float | None:
     return float(np.median(x)) if x.size else None
 
@@ -169,14 +185,8 @@ class KSTest(Configurable):
     def run(self, feature: str, reference: Any, current: Any, *, seed: int = 0) -> DriftResult:
         """KS D as statistic and effect; verdict ``p <= alpha`` (see :func:`correct`)."""
         check_alpha(self.alpha)
-        ref, ref_drop = numeric_values(reference, "reference")
-        cur, cur_drop = numeric_values(current, "current")
+        ref, cur, details = _numeric_windows(reference, current)
         m, n = ref.size, cur.size
-        details: dict[str, Any] = {
-            "reference_median": _median(ref),
-            "current_median": _median(cur),
-            **_dropped(ref_drop, cur_drop),
-        }
         if min(m, n) < max(self.min_samples, 1):
             d = _ks_statistic(ref, cur)[0] if min(m, n) else math.nan
             return DriftResult(
@@ -232,15 +242,8 @@ class WassersteinTest(Configurable):
     def run(self, feature: str, reference: Any, current: Any, *, seed: int = 0) -> DriftResult:
         """W as statistic, W / spread as effect; silent while noise could cross the threshold."""
         check_alpha(self.alpha)
-        ref, ref_drop = numeric_values(reference, "reference")
-        cur, cur_drop = numeric_values(current, "current")
+        ref, cur, details = _numeric_windows(reference, current, threshold=self.threshold)
         m, n = ref.size, cur.size
-        details: dict[str, Any] = {
-            "reference_median": _median(ref),
-            "current_median": _median(cur),
-            "threshold": self.threshold,
-            **_dropped(ref_drop, cur_drop),
-        }
         if min(m, n) == 0:
             note = too_small_note(self.name, self.min_samples, m, n)
             return DriftResult(
