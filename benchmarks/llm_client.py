@@ -52,19 +52,34 @@ _BODY = {
 # --------------------------------------------------------------------------- server
 
 
-def serve(port: int, delay: float) -> None:
-    """Run the fixed-delay chat server until killed; prints its port on stdout."""
+#: What the server answers by default: "OK" from bench-model, 3 tokens in, 1 out.
+DEFAULT_REPLY = {"content": "OK", "model": "bench-model", "usage": [3, 1]}
+
+
+def serve(port: int, delay: float, reply_spec: dict[str, Any] | None = None) -> None:
+    """Run the fixed-delay chat server until killed; prints its port on stdout.
+    ``reply_spec`` sets the answer's content, model and [input, output] token usage."""
     from aiohttp import web
 
+    spec = {**DEFAULT_REPLY, **(reply_spec or {})}
+    tokens_in, tokens_out = spec["usage"]
     reply = {
         "id": "chatcmpl-bench",
         "object": "chat.completion",
         "created": 1_700_000_000,
-        "model": "bench-model",
+        "model": spec["model"],
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "OK"}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": spec["content"]},
+                "finish_reason": "stop",
+            }
         ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        "usage": {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        },
     }
     payload = json.dumps(reply).encode()
 
@@ -88,10 +103,20 @@ def serve(port: int, delay: float) -> None:
     asyncio.run(main())
 
 
-def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    delay: float, reply_spec: dict[str, Any] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """Spawn the server subprocess; returns it and its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--delay", str(delay)],
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            "--delay",
+            str(delay),
+            "--reply",
+            json.dumps(reply_spec or {}),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -191,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--reply", default="{}", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        serve(args.port, args.delay)
+        serve(args.port, args.delay, json.loads(args.reply))
         return 0
     names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = sorted(set(names) - set(CLIENTS))

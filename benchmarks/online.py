@@ -42,7 +42,6 @@ import json
 import math
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest as ingest_bench  # the sibling benchmark's server and load
+from llm_client import start_server
 
 from assay.model import ScorerSpec, Span
 from assay.online import is_sampled, new_rule, parse_filters
@@ -74,56 +74,11 @@ _VERDICT = json.dumps({"reasoning": "It answers the question directly.", "verdic
 # --------------------------------------------------------------------------- judge server
 
 
-def serve_judge(delay: float) -> None:
-    """Run the fixed-delay judge until killed; prints its port on stdout."""
-    from aiohttp import web
-
-    reply = {
-        "id": "chatcmpl-judge",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": _VERDICT},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 220, "completion_tokens": 25, "total_tokens": 245},
-    }
-    payload = json.dumps(reply).encode()
-
-    async def chat(request: web.Request) -> web.Response:
-        await request.read()
-        await asyncio.sleep(delay)
-        return web.Response(body=payload, content_type="application/json")
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock, backlog=4096).start()
-        print(sock.getsockname()[1], flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
 def start_judge(delay: float) -> tuple[subprocess.Popen[str], str]:
-    """Spawn the judge subprocess; returns it and its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-judge", "--delay", str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().strip())
-    return proc, f"http://127.0.0.1:{port}/v1"
+    """Spawn a fixed-delay judge (the chat benchmark's server answering a verdict);
+    returns it and its base URL."""
+    verdict = {"content": _VERDICT, "model": "gpt-4o-mini", "usage": [220, 25]}
+    return start_server(delay, verdict)
 
 
 def judge_args(base_url: str) -> dict[str, Any]:
@@ -304,7 +259,6 @@ def print_table(rows: list[list[str]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--serve-judge", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=0.5, help="judge latency, seconds")
     parser.add_argument("--offered", type=float, default=100.0, help="sampled spans/s offered")
     parser.add_argument("--seconds", type=float, default=30.0, help="keep-up duration")
@@ -314,9 +268,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="ingest runs per setting")
     parser.add_argument("--skip-ingest", action="store_true", help="only the keep-up part")
     args = parser.parse_args(argv)
-    if args.serve_judge:
-        serve_judge(args.delay)
-        return 0
 
     judge, url = start_judge(args.delay)
     try:
