@@ -479,6 +479,14 @@ class Store(Protocol):
         ``owner`` holds the lease (returned)."""
         ...
 
+    def get_meta(self, key: str) -> str | None:
+        """A database-level fact (for example the ``demo`` marker), or None when unset."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a database-level fact, replacing its previous value."""
+        ...
+
     def close(self) -> None:
         """Release the database."""
         ...

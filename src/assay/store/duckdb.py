@@ -178,6 +178,22 @@ class DuckDBStore(
         rows = cur.execute("SELECT name FROM assay_migrations ORDER BY applied_at, name").fetchall()
         return [r[0] for r in rows]
 
+    def get_meta(self, key: str) -> str | None:
+        """A database-level fact, or None when unset."""
+        try:
+            row = self._cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        except duckdb.CatalogException:
+            # A read-only open of a file made before m010 has no meta table: nothing is set.
+            return None
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a database-level fact (replacing any previous value)."""
+        with self._write_lock:
+            self._cursor().execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value]
+            )
+
     def close(self) -> None:
         """Checkpoint and release the file."""
         with contextlib.suppress(duckdb.Error):

@@ -431,3 +431,10 @@ def m009_online(con: Any) -> None:
         )
         """
     )
+
+
+@migration
+def m010_meta(con: Any) -> None:
+    # Small facts about the database itself, such as the marker `assay demo` leaves so the
+    # pages can say the data is generated.
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
