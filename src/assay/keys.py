@@ -85,6 +85,13 @@ class KeyRing:
             return None
         return key
 
+    def alive(self, key_id: str, project: str) -> bool:
+        """Whether key ``key_id`` still exists, is not revoked and belongs to ``project``.
+
+        Read from the store every time: a revoked key must end dashboard sessions at once."""
+        found = self._store.get_key(key_id)
+        return found is not None and not found[0].revoked and found[0].project == project
+
     def forget(self) -> None:
         """Drop the cache (after a key is revoked)."""
         with self._lock:

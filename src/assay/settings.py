@@ -67,6 +67,11 @@ class Settings:
     online: bool = True
     #: Seconds between the online worker's looks for new spans and new rules.
     online_poll_seconds: float = 1.0
+    #: Secret that signs dashboard session cookies and CSRF tokens. Unset: a random one
+    #: per server process, so signing in again is needed after a restart.
+    session_secret: str | None = None
+    #: Hours a dashboard sign-in lasts.
+    session_hours: float = 12.0
 
     @property
     def loopback(self) -> bool:
@@ -109,6 +114,16 @@ class Settings:
             raise SettingsError(
                 f"ASSAY_ONLINE_POLL_SECONDS={self.online_poll_seconds} must be between 0.01 "
                 "and 3600 seconds (default 1)"
+            )
+        if self.session_secret is not None and len(self.session_secret) < 16:
+            raise SettingsError(
+                "ASSAY_SESSION_SECRET is shorter than 16 characters; use a long random string, "
+                'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        if not 0.01 <= self.session_hours <= 24 * 90:
+            raise SettingsError(
+                f"ASSAY_SESSION_HOURS={self.session_hours} must be between 0.01 and 2160 "
+                "hours (default 12)"
             )
         return self
 

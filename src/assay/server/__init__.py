@@ -17,6 +17,7 @@ from assay.keys import InvalidNameError, KeyRing
 from assay.pricing import PriceTable, load_prices
 from assay.query import QueryError
 from assay.server.auth import Authenticator, AuthError
+from assay.server.pages.session import Sessions
 from assay.settings import Settings
 from assay.store import Store, open_store
 
@@ -64,6 +65,7 @@ def create_app(
         app.state.prices = table
         app.state.keys = keys
         app.state.auth = Authenticator(settings, keys)
+        app.state.sessions = Sessions(settings, keys)
         app.state.ingestor = ingestor
         app.state.decode_slots = asyncio.Semaphore(4)
         from assay.monitors.scheduler import Scheduler
@@ -112,6 +114,9 @@ def create_app(
     app.include_router(feedback_router)
     app.include_router(calibration_router)
     app.include_router(queues_router)
+    from assay.server.pages import install as install_pages
+
+    install_pages(app)
 
     @app.exception_handler(QueryError)
     async def _query_error(_: Request, exc: QueryError) -> JSONResponse:
