@@ -94,7 +94,13 @@ def generate_chunk(spec: ChunkSpec) -> list[bytes]:
 
 
 def chunk_specs(
-    first: int, total_spans: int, chunk: int, batch: int, seed: int, step_ns: int
+    first: int,
+    total_spans: int,
+    chunk: int,
+    batch: int,
+    seed: int,
+    step_ns: int,
+    start_ns: int = START_NS,
 ) -> Iterator[ChunkSpec]:
     """Chunks ``first``.. until ``total_spans`` spans; chunk i always holds the same data."""
     traces_per_chunk = chunk // 4
@@ -106,7 +112,7 @@ def chunk_specs(
             spans=n,
             batch=batch,
             seed=seed * 1_000_003 + i,
-            start_ns=START_NS + i * traces_per_chunk * step_ns,
+            start_ns=start_ns + i * traces_per_chunk * step_ns,
             step_ns=step_ns,
         )
         i += 1
@@ -149,15 +155,33 @@ def load(path: str, n_spans: int, chunk: int, days: float, seed: int, workers: i
             p.unlink(missing_ok=True)
         store = DuckDBStore(path)
         have = 0
+    fill(store, have, n_spans, chunk, days, seed, workers)
+    t0 = time.perf_counter()
+    store.close()
+    print(f"close (checkpoint): {time.perf_counter() - t0:.1f} s")
+
+
+def fill(
+    store: DuckDBStore,
+    have: int,
+    n_spans: int,
+    chunk: int,
+    days: float,
+    seed: int,
+    workers: int,
+    start_ns: int = START_NS,
+) -> None:
+    """Insert synthetic spans ``have``..``n_spans`` (whole chunks), spread over ``days``
+    from ``start_ns``; generation runs in ``workers`` helper processes."""
     step_ns = int(days * 86400 * 10**9 * 4 / n_spans)
     prices = load_prices()
     todo = n_spans - have
     print(
-        f"loading {todo:,} spans into {path} (already {have:,}); {chunk:,} per insert, "
+        f"loading {todo:,} spans (already {have:,}); {chunk:,} per insert, "
         f"{days:g} days of data, 1 trace every {step_ns / 1e9:.2f} s",
         flush=True,
     )
-    specs = list(chunk_specs(have // chunk, n_spans, chunk, 1_000, seed, step_ns))
+    specs = list(chunk_specs(have // chunk, n_spans, chunk, 1_000, seed, step_ns, start_ns))
     t_decode = t_insert = 0.0
     done = 0
     started = time.perf_counter()
@@ -192,9 +216,6 @@ def load(path: str, n_spans: int, chunk: int, days: float, seed: int, workers: i
         f"spans/s ({workers} generator process(es) alongside)"
     )
     print(f"RSS after load: {rss_mb():,.0f} MB (peak {peak_rss_mb():,.0f} MB)")
-    t0 = time.perf_counter()
-    store.close()
-    print(f"close (checkpoint): {time.perf_counter() - t0:.1f} s")
 
 
 # -- choosing search words ---------------------------------------------------------------
