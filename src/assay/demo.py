@@ -157,8 +157,9 @@ def build_demo(
     progress: Progress | None = None,
 ) -> DemoSummary:
     """Fill an empty store with the demo project (``settings.default_project``)."""
-    if not 1 <= weeks <= 52:
-        raise DemoError(f"weeks={weeks} must be between 1 and 52")
+    if not 2 <= weeks <= 52:
+        # Monitors compare a day with the week before it: two weeks give them a history.
+        raise DemoError(f"weeks={weeks} must be between 2 and 52")
     if not 200 <= traces <= 200_000:
         raise DemoError(f"traces={traces} must be between 200 and 200000")
     check_empty(store)

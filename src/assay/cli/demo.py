@@ -26,7 +26,7 @@ DEFAULT_DB = "assay-demo.duckdb"
     "real database by accident (ASSAY_DEMO_DB sets this option).",
 )
 @click.option("--seed", default=7, type=click.IntRange(0, 2**31 - 1), help="Random seed.")
-@click.option("--weeks", default=4, type=click.IntRange(1, 52), help="Weeks of traffic up to now.")
+@click.option("--weeks", default=4, type=click.IntRange(2, 52), help="Weeks of traffic up to now.")
 @click.option(
     "--traces",
     default=4000,
