@@ -145,6 +145,16 @@ class RunRow:
     summary: RunSummary
 
 
+def _default_pair(runs: list[EvalRun]) -> tuple[str | None, str | None]:
+    """The pair the compare form starts with: the newest run that has an older run of
+    the same golden set (B) and that older run (A)."""
+    for i, b in enumerate(runs):
+        for a in runs[i + 1 :]:
+            if a.golden == b.golden:
+                return a.run_id, b.run_id
+    return None, None
+
+
 @router.get("/evals")
 def runs_list(
     request: Request,
@@ -167,12 +177,7 @@ def runs_list(
     runs = store.list_runs(ctx.project, golden, limit)
     cache = _cache(request)
     rows = [RunRow(r, cache.get(store, r)) for r in runs]
-    # Preselect the newest run and the one before it on the same golden set.
-    pick_b = runs[0].run_id if runs else None
-    pick_a = next(
-        (r.run_id for r in runs[1:] if runs and r.golden == runs[0].golden),
-        None,
-    )
+    pick_a, pick_b = _default_pair(runs)
     return render(
         request,
         "evals.html",
