@@ -528,8 +528,8 @@ def _conflict(store: Store, queue: Queue, item_id: int, who: str, what: str) -> 
             "Here is the next item."
         )
     return (
-        f"Item {item_id} is now claimed by {item.claimed_by} (your claim had expired), so "
-        f"your {what} was not stored. Here is the next item."
+        f"Item {item_id} is now claimed by {item.claimed_by}, so your {what} was not stored. "
+        "Here is the next item."
     )
 
 
