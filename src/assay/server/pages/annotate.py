@@ -410,7 +410,12 @@ async def next_item(request: Request, name: str) -> Response:
     except QueueError as exc:
         raise PageError(400, str(exc)) from None
     now = datetime.now(UTC)
-    _, claimed = await asyncio.to_thread(claim_next, ctx.store, ctx.project, queue.name, who, now)
+    try:
+        _, claimed = await asyncio.to_thread(
+            claim_next, ctx.store, ctx.project, queue.name, who, now
+        )
+    except QueueError as exc:  # the queue was removed meanwhile
+        raise PageError(404, str(exc)) from None
     if claimed is None:
         progress = await asyncio.to_thread(ctx.store.queue_progress, ctx.project, queue.name, now)
         response = redirect(request, _url(queue), _nothing_free(queue, progress))
@@ -520,7 +525,10 @@ async def _acting(
 
 
 def _conflict(store: Store, queue: Queue, item_id: int, who: str, what: str) -> str:
-    item = get_item(store, queue, item_id)
+    try:
+        item = get_item(store, queue, item_id)
+    except QueueError:
+        return f"Item {item_id} changed meanwhile, so your {what} was not stored."
     if item.status != OPEN:
         by = "you" if item.done_by == who else (item.done_by or "someone")
         return (
@@ -537,7 +545,12 @@ async def _advance(
     request: Request, ctx: PageContext, queue: Queue, who: str, done_id: int, message: str | None
 ) -> Response:
     now = datetime.now(UTC)
-    _, claimed = await asyncio.to_thread(claim_next, ctx.store, ctx.project, queue.name, who, now)
+    try:
+        _, claimed = await asyncio.to_thread(
+            claim_next, ctx.store, ctx.project, queue.name, who, now
+        )
+    except QueueError as exc:  # the queue was removed meanwhile
+        raise PageError(404, str(exc)) from None
     if claimed is None:
         progress = await asyncio.to_thread(ctx.store.queue_progress, ctx.project, queue.name, now)
         text = _nothing_free(queue, progress)
