@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -200,6 +201,18 @@ def _compress(request: Request, body: bytes, headers: dict[str, str]) -> bytes:
     return body
 
 
+def _demo_note(marker: str | None) -> str | None:
+    """The demo marker as a short phrase ('generated 2026-11-24 02:27 UTC, seed 7')."""
+    if marker is None:
+        return None
+    try:
+        info = json.loads(marker)
+        when = datetime.fromisoformat(info["generated_at"]).astimezone(UTC)
+        return f"generated {when:%Y-%m-%d %H:%M} UTC, seed {info.get('seed')}"
+    except (ValueError, KeyError, TypeError):
+        return marker[:100]
+
+
 def render(
     request: Request, template: str, *, title: str, status: int = 200, **values: Any
 ) -> Response:
@@ -208,7 +221,7 @@ def render(
     session = sessions.current(request)
     store: Store = request.app.state.store
     flash = request.cookies.get(FLASH)
-    demo = store.get_meta("demo") if hasattr(store, "get_meta") else None
+    demo = _demo_note(store.get_meta("demo"))
     path = request.url.path
     active = "/"
     for nav_path, _ in NAV:
