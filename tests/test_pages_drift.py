@@ -117,7 +117,7 @@ async def test_the_report_table_and_effects_are_the_stored_reports(
         assert fmt_num(r["effect"]) in table and fmt_num(r["statistic"]) in table
     assert table.count('class="drifted"') == sum(bool(r["drifted"]) for r in results)
     effects = figures(resp.text)["chart-effects"]["data"][0]
-    assert effects["x"] == [r["effect"] for r in results]
+    assert effects["x"] == [r["effect"] for r in results if r["drifted"] is not None]
     # Numeric summaries of both windows, as the report recorded them.
     cur = report["features"][0]["summary"]["current"]
     assert fmt_num(cur["mean"]) in resp.text
@@ -150,3 +150,21 @@ async def test_a_monitor_that_never_ran_and_an_empty_project(
     assert "no runs yet" in listing.text and "badge not-run" in listing.text
     page = await client.get("/drift/monitors/fresh")
     assert page.status_code == 200 and "has not run yet" in page.text
+
+
+def test_equal_example_texts_are_grouped_highest_score_first() -> None:
+    from assay.server.pages.drift import example_groups
+
+    feature = {
+        "examples": [
+            {"trace_id": "a", "span_id": "1", "score": 0.2, "text": "same"},
+            {"trace_id": "b", "span_id": "2", "score": 0.5, "text": "other"},
+            {"trace_id": "c", "span_id": "3", "score": 0.3, "text": "same"},
+        ]
+    }
+    groups = example_groups(feature)
+    assert [(g["text"], g["score"], g["traces"]) for g in groups] == [
+        ("other", 0.5, ["b"]),
+        ("same", 0.3, ["a", "c"]),
+    ]
+    assert example_groups({"examples": []}) == []

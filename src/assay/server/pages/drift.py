@@ -369,9 +369,26 @@ def _series_figure(
     return fig
 
 
+def _charted(tests: Sequence[TestValue]) -> list[TestValue]:
+    # A test too small for a verdict has an effect within its noise floor: left out, so
+    # that noise does not set the scale of the decided effects.
+    return [t for t in tests if t.effect is not None and t.drifted is not None]
+
+
+def example_groups(feature: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A drifted feature's examples with equal text shown once: the text, how many of the
+    examples had it, the highest score and their traces (highest score first)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for e in feature.get("examples") or ():
+        g = groups.setdefault(e["text"], {"text": e["text"], "score": e["score"], "traces": []})
+        g["score"] = max(g["score"], e["score"])
+        g["traces"].append(e["trace_id"])
+    return sorted(groups.values(), key=lambda g: -g["score"])
+
+
 def _effects_figure(tests: Sequence[TestValue]) -> Figure:
-    """Each test's effect size in the shown report, drifted ones in red."""
-    shown = [t for t in tests if t.effect is not None]
+    """Each decided test's effect size in the shown report, drifted ones in red."""
+    shown = _charted(tests)
     labels = [f"{t.feature} · {t.test} ({t.effect_name})" for t in shown]
     fig = bars(labels, [t.effect for t in shown], title="Effect size per feature and test")
     fig["data"][0]["marker"] = {
@@ -484,8 +501,9 @@ def monitor_page(
         report=report,
         tests=tests,
         features=features,
-        effects=_effects_figure(tests) if any(t.effect is not None for t in tests) else None,
-        effects_height=max(160, 30 + 26 * sum(t.effect is not None for t in tests)),
+        effects=_effects_figure(tests) if _charted(tests) else None,
+        effects_height=max(160, 50 + 28 * len(_charted(tests))),
+        examples={f["feature"]: example_groups(f) for f in features},
         headline=headline(tests),
         state_class=STATE_CLASS,
         latest_id=monitor.last_result_id or (results[0].result_id if results else None),
