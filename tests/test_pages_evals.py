@@ -213,6 +213,9 @@ async def test_run_page_matches_the_summary_api(
     flaky = await client.get("/evals/base", params={"show": "flaky"})
     ids = re.findall(r'<tr id="case-(c\d+)"', flaky.text)
     assert ids == FLAKY
+    # Per-case agreement: two of three trials agree with the majority.
+    per_case = exact["agreement"]["per_case"]["c20"]
+    assert f"exact {100 * per_case:.0f}%" in text_of(section(flaky.text, "case-c20"))
 
 
 async def test_run_page_paginates_cases_and_filters_failing(
@@ -292,6 +295,30 @@ async def test_compare_page_matches_the_compare_api(
     assert "base says right for c01 #0" in row and "cand says wrong for c01 #0" in row
     swapped = await client.get("/evals/compare", params={"a": "cand", "b": "base"})
     assert "improvement" in text_of(section(swapped.text, "cmp-exact"))
+
+
+async def test_a_resumed_run_is_not_served_from_the_cache(
+    client: httpx.AsyncClient, store: Store, seeded: tuple[str, str]
+) -> None:
+    before = (await client.get("/api/v1/runs/solo/summary")).json()["scorers"]["exact"]
+    assert "exact 1 [" in text_of((await client.get("/evals")).text)
+    store.set_run_status(PROJECT, "solo", "running", 4)
+    failed = Trial(
+        run_id="solo",
+        case_id="x1",
+        trial=3,
+        output=Output(text="no", latency_ms=1.0),
+        error=None,
+        scores={"exact": Score(0.0, passed=False)},
+        started_at=T0,
+        finished_at=T0,
+    )
+    store.record_trials(PROJECT, [failed])
+    store.set_run_status(PROJECT, "solo", "finished")
+    after = (await client.get("/api/v1/runs/solo/summary")).json()["scorers"]["exact"]
+    assert after["estimate"]["mean"] == 0.75 != before["estimate"]["mean"]
+    assert "exact 0.75 [" in text_of((await client.get("/evals")).text)
+    assert "0.75" in text_of(section((await client.get("/evals/solo")).text, "scorers"))
 
 
 async def test_runs_list_is_empty_with_a_hint(client: httpx.AsyncClient) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from threading import Lock
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -41,8 +41,10 @@ CASE_FILTERS = {
     "flaky": "flaky",
     "errors": "target errors",
 }
-#: Summaries of runs that are not running, kept per app (finished runs do not change).
-SUMMARY_CACHE = 256
+#: Summaries and scores of runs that are not running, kept per app (settled runs do not
+#: change; a resume changes the status and finish time, which are part of the key).
+RUN_CACHE = 256
+T = TypeVar("T")
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -74,35 +76,50 @@ def _summary(store: Store, run: EvalRun, trials: Iterable[Trial]) -> RunSummary:
     return summarize(run, trials, _n_cases(store, run), LEVEL)
 
 
-class _SummaryCache:
-    """Summaries of settled runs for the runs list, keyed by what changes when a run
-    is resumed or gains trials (status and finish time)."""
+class _RunCache:
+    """Summaries and per-case scores of settled runs (not running), keyed by what changes
+    when a run is resumed or gains trials: its status, finish time and trial count."""
 
     def __init__(self) -> None:
-        self._items: dict[tuple[Any, ...], RunSummary] = {}
+        self._items: dict[tuple[Any, ...], Any] = {}
         self._lock = Lock()
 
-    def get(self, store: Store, run: EvalRun) -> RunSummary:
-        key = (run.project, run.run_id, run.status, run.finished_at, run.trials)
-        if run.status != "running":
-            with self._lock:
-                hit = self._items.get(key)
-            if hit is not None:
-                return hit
-        summary = _summary(store, run, store.iter_trials(run.project, run.run_id))
-        if run.status != "running":
-            with self._lock:
-                if len(self._items) >= SUMMARY_CACHE:
-                    self._items.pop(next(iter(self._items)))
-                self._items[key] = summary
-        return summary
+    def _get(self, kind: str, run: EvalRun, compute: Callable[[], T]) -> T:
+        if run.status == "running":
+            return compute()
+        key = (kind, run.project, run.run_id, run.status, run.finished_at, run.trials)
+        with self._lock:
+            if key in self._items:
+                return cast(T, self._items[key])
+        value = compute()
+        with self._lock:
+            if len(self._items) >= RUN_CACHE:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = value
+        return value
+
+    def summary(
+        self, store: Store, run: EvalRun, trials: Iterable[Trial] | None = None
+    ) -> RunSummary:
+        """The run's summary as the summary API computes it (from ``trials`` when given)."""
+        return self._get(
+            "summary",
+            run,
+            lambda: _summary(
+                store, run, store.iter_trials(run.project, run.run_id) if trials is None else trials
+            ),
+        )
+
+    def scores(self, store: Store, run: EvalRun) -> dict[str, dict[str, list[float]]]:
+        """scorer key -> case id -> trial scores, as the compare API reads them."""
+        return self._get("scores", run, lambda: case_scores(store, run.project, run))
 
 
-def _cache(request: Request) -> _SummaryCache:
+def _cache(request: Request) -> _RunCache:
     state = request.app.state
-    cache = getattr(state, "eval_page_summaries", None)
+    cache = getattr(state, "eval_page_cache", None)
     if cache is None:
-        cache = state.eval_page_summaries = _SummaryCache()
+        cache = state.eval_page_cache = _RunCache()
     return cache  # type: ignore[no-any-return]
 
 
@@ -176,7 +193,7 @@ def runs_list(
         )
     runs = store.list_runs(ctx.project, golden, limit)
     cache = _cache(request)
-    rows = [RunRow(r, cache.get(store, r)) for r in runs]
+    rows = [RunRow(r, cache.summary(store, r)) for r in runs]
     pick_a, pick_b = _default_pair(runs)
     return render(
         request,
@@ -222,7 +239,7 @@ def _trials_of(store: Store, run: EvalRun, case_ids: set[str]) -> dict[str, list
     return out
 
 
-def compare_page_data(ctx: PageContext, a_id: str, b_id: str) -> RunComparison:
+def compare_page_data(ctx: PageContext, cache: _RunCache, a_id: str, b_id: str) -> RunComparison:
     """The two runs and their comparison as the compare API computes it, or a 4xx page
     when they cannot be compared (different golden sets, no shared cases)."""
     store = ctx.store
@@ -236,8 +253,8 @@ def compare_page_data(ctx: PageContext, a_id: str, b_id: str) -> RunComparison:
             f"run {a.run_id} is on golden set {a.golden!r} and run {b.run_id} on "
             f"{b.golden!r}: compare two runs of the same golden set",
         )
-    scores_a = case_scores(store, ctx.project, a)
-    scores_b = case_scores(store, ctx.project, b)
+    scores_a = cache.scores(store, a)
+    scores_b = cache.scores(store, b)
     cases_a = {c for per in scores_a.values() for c in per}
     cases_b = {c for per in scores_b.values() for c in per}
     if not cases_a & cases_b:
@@ -268,7 +285,7 @@ def compare_page(request: Request, a: str = "", b: str = "") -> Response:
             "choose two runs to compare: /evals/compare?a=BASELINE&b=CANDIDATE "
             "(or pick A and B in the runs list at /evals)",
         )
-    result = compare_page_data(ctx, a, b)
+    result = compare_page_data(ctx, _cache(request), a, b)
     run_a, run_b = result.baseline, result.candidate
     flipped: dict[str, list[tuple[str, str]]] = {}
     for key, c in result.scorers.items():
@@ -345,6 +362,8 @@ class CaseRow:
     failing: dict[str, float]
     flaky: list[str]
     error: str | None
+    #: scorer key -> how much this case's trials agree (the summary's per-case agreement)
+    agreement: dict[str, float]
 
 
 @router.get("/evals/{run_id}")
@@ -363,8 +382,11 @@ def run_page(
     store = ctx.store
     run = _get_run(store, ctx.project, run_id)
     trials = list(store.iter_trials(ctx.project, run.run_id))
-    summary = _summary(store, run, trials)
-    golden = _golden_cases(store, run)
+    summary = _cache(request).summary(store, run, trials)
+    # Only the cases on this page are validated into Case values.
+    golden_rows = {
+        str(c["id"]): c for c in store.golden_cases(run.project, run.golden, run.golden_version)
+    }
     by_case: dict[str, list[Trial]] = {}
     for t in trials:
         by_case.setdefault(t.case_id, []).append(t)
@@ -372,7 +394,8 @@ def run_page(
     for key, sc in summary.scorers.items():
         for cid in sc.agreement.flaky:
             flaky_of.setdefault(cid, []).append(key)
-    ids = sorted(set(golden) | set(by_case))
+    all_ids = set(golden_rows) | set(by_case)
+    ids = sorted(all_ids)
     if show == "failing":
         ids = [c for c in ids if summary.failing(c) or c in summary.failed_cases]
     elif show == "flaky":
@@ -388,11 +411,16 @@ def run_page(
     rows = [
         CaseRow(
             cid,
-            golden.get(cid),
+            case_from_dict(golden_rows[cid]) if cid in golden_rows else None,
             sorted(by_case.get(cid, []), key=lambda t: t.trial),
             summary.failing(cid),
             flaky_of.get(cid, []),
             summary.failed_cases.get(cid),
+            {
+                key: sc.agreement.per_case[cid]
+                for key, sc in summary.scorers.items()
+                if cid in sc.agreement.per_case
+            },
         )
         for cid in shown
     ]
@@ -411,10 +439,8 @@ def run_page(
         ),
     )
     counts = {
-        "all": len(set(golden) | set(by_case)),
-        "failing": sum(
-            1 for c in set(golden) | set(by_case) if summary.failing(c) or c in summary.failed_cases
-        ),
+        "all": len(all_ids),
+        "failing": sum(1 for c in all_ids if summary.failing(c) or c in summary.failed_cases),
         "flaky": len(flaky_of),
         "errors": len(summary.failed_cases),
     }
