@@ -172,7 +172,10 @@ def _forest(q: QualityEstimate) -> tuple[Figure, list[dict[str, Any]]]:
     trace.pop("orientation", None)
     trace["error_x"]["thickness"] = 2
     trace["error_x"]["width"] = 6
-    fig["layout"]["xaxis"].update(range=[0, 1], tickformat=".0%")
+    # Zoomed to the intervals (they are often a few points wide), never past [0, 1].
+    low = max(0.0, min(r["low"] for r in rows) - 0.08)
+    high = min(1.0, max(r["high"] for r in rows) + 0.08)
+    fig["layout"]["xaxis"].update(range=[low, high], tickformat=".0%")
     fig["layout"]["margin"] = {"l": 10, "r": 20, "t": 30, "b": 40}
     return fig, rows
 
@@ -215,6 +218,9 @@ def _reliability(r: JudgeReport) -> Figure | None:
     }
     judge["hovertemplate"] = "score %{x:.2f} → humans pass %{y:.2f} (%{text})<extra></extra>"
     fig["layout"]["legend"] = {"orientation": "h", "y": -0.25}
+    # A little room past 0 and 1 so that markers on the edges are not cut in half.
+    fig["layout"]["xaxis"]["range"] = [-0.02, 1.02]
+    fig["layout"]["yaxis"]["range"] = [-0.04, 1.06]
     return fig
 
 
