@@ -313,9 +313,11 @@ def compare_page(request: Request, a: str = "", b: str = "") -> Response:
         diffs,
         title=f"Difference B − A with {LEVEL:.0%} interval",
         x_title="candidate − baseline",
+        # An undefined interval (one shared case) draws no error bar rather than an
+        # infinite one, which JSON cannot carry.
         errors=(
-            [max(0.0, c.diff - c.low) for c in result.scorers.values()],
-            [max(0.0, c.high - c.diff) for c in result.scorers.values()],
+            [finite(max(0.0, c.diff - c.low)) or 0.0 for c in result.scorers.values()],
+            [finite(max(0.0, c.high - c.diff)) or 0.0 for c in result.scorers.values()],
         ),
     )
     colours = {"regression": "#c0392b", "improvement": "#1e8e4e"}
@@ -333,9 +335,17 @@ def compare_page(request: Request, a: str = "", b: str = "") -> Response:
             "line": {"color": "#1d2330", "width": 1},
         }
     ]
+    # Cases needed to see the observed difference, where it is defined (a comparison of
+    # one case has no variance, so no sample size).
+    needed = {
+        k: c.cases_needed(abs(c.diff))
+        for k, c in result.scorers.items()
+        if c.verdict == "no detectable change" and c.diff != 0 and math.isfinite(c.var_d)
+    }
     return render(
         request,
         "eval_compare.html",
+        needed=needed,
         title=f"Compare {run_a.run_id} → {run_b.run_id}",
         result=result,
         a=run_a,
