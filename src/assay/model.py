@@ -145,6 +145,17 @@ class Aggregate:
 
 
 @dataclass(frozen=True, slots=True)
+class AggregateSets:
+    """One scan's aggregates at every level: per (bucket, group), per bucket, per group and
+    over everything (what a dashboard overview shows at once)."""
+
+    by_bucket_group: list[Aggregate]
+    by_bucket: list[Aggregate]
+    by_group: list[Aggregate]
+    total: Aggregate | None
+
+
+@dataclass(frozen=True, slots=True)
 class UnpricedModel:
     """A model seen in spans that the price table does not know."""
 

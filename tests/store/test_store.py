@@ -99,6 +99,23 @@ def test_aggregates_match_a_direct_computation(filled: Store) -> None:
     assert [r.calls for r in by_15] == [15, 15, 15, 15]
 
 
+def test_aggregate_sets_equal_separate_aggregates_at_every_level(filled: Store) -> None:
+    flt = SpanFilter("p")
+    width = timedelta(minutes=15)
+    # A group whose value is NULL must stay apart from the rolled-up rows.
+    filled.insert_spans([span(100 + i, route=None) for i in range(3)])
+    sets = filled.aggregate_sets(flt, width, "route")
+    assert sets.by_bucket_group == filled.aggregate(flt, width, "route")
+    assert sets.by_bucket == filled.aggregate(flt, width, None)
+    assert sets.by_group == filled.aggregate(flt, None, "route")
+    assert [sets.total] == filled.aggregate(flt, None, None)
+    assert None in {a.group for a in sets.by_group}
+    only_groups = filled.aggregate_sets(flt, None, "model")
+    assert only_groups.by_bucket_group == [] and only_groups.by_bucket == []
+    assert only_groups.by_group == filled.aggregate(flt, None, "model")
+    assert filled.aggregate_sets(SpanFilter("nobody"), width, "model").total is None
+
+
 def test_filters_narrow_results(filled: Store) -> None:
     def n(**kw: object) -> int:
         return sum(r.calls for r in filled.aggregate(SpanFilter("p", **kw), None, None))  # type: ignore[arg-type]

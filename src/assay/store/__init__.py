@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from assay.model import (
     Aggregate,
+    AggregateSets,
     ApiKey,
     EvalRun,
     Feedback,
@@ -69,6 +70,13 @@ class Store(Protocol):
         self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None
     ) -> list[Aggregate]:
         """Counts, errors, latency percentiles, tokens and cost per bucket and group."""
+        ...
+
+    def aggregate_sets(
+        self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None
+    ) -> AggregateSets:
+        """The aggregates per (bucket, group), per bucket, per group and in total, read in
+        one pass (the dashboard overview)."""
         ...
 
     def unpriced_models(self, flt: SpanFilter) -> list[UnpricedModel]:

@@ -16,6 +16,7 @@ from assay.batch import JSON_COLUMNS, spans_to_arrow
 from assay.model import (
     SPAN_COLUMNS,
     Aggregate,
+    AggregateSets,
     ApiKey,
     Project,
     Span,
@@ -330,6 +331,28 @@ class DuckDBStore(
         self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None
     ) -> list[Aggregate]:
         """Aggregates per time bucket and group (group_by is validated by the caller)."""
+        return [agg for _, _, agg in self._aggregate(flt, bucket, group_by, rollup=False)]
+
+    def aggregate_sets(
+        self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None
+    ) -> AggregateSets:
+        """Per (bucket, group), per bucket, per group and in total, from one scan."""
+        out: dict[tuple[bool, bool], list[Aggregate]] = {
+            (b, g): [] for b in (False, True) for g in (False, True)
+        }
+        for by_bucket, by_group, agg in self._aggregate(flt, bucket, group_by, rollup=True):
+            out[by_bucket, by_group].append(agg)
+        total = out[False, False]
+        return AggregateSets(
+            by_bucket_group=out[True, True] if bucket is not None and group_by else [],
+            by_bucket=out[True, False] if bucket is not None else [],
+            by_group=out[False, True] if group_by else [],
+            total=total[0] if total and total[0].calls else None,
+        )
+
+    def _aggregate(
+        self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None, rollup: bool
+    ) -> list[tuple[bool, bool, Aggregate]]:
         where, params = _where(flt)
         bucket_sql = "NULL::TIMESTAMP"
         if bucket is not None:
@@ -338,10 +361,26 @@ class DuckDBStore(
                 f"time_bucket(to_microseconds({micros}), start_time, TIMESTAMP '2000-01-01')"
             )
         group_sql = "NULL::VARCHAR" if group_by is None else f"CAST({group_by} AS VARCHAR)"
+        grouping = "GROUP BY b, g"
+        levels = "1, 1"
+        if rollup:
+            # GROUPING() tells a rolled-up row from a group whose value is NULL.
+            sets = ["()"]
+            if bucket is not None:
+                sets.append("(b)")
+            if group_by is not None:
+                sets.append("(g)")
+            if bucket is not None and group_by is not None:
+                sets.append("(b, g)")
+            grouping = f"GROUP BY GROUPING SETS ({', '.join(sets)})"
+            levels = ", ".join(
+                f"GROUPING({col}) = 0" if used else "false"
+                for col, used in (("b", bucket is not None), ("g", group_by is not None))
+            )
         cur = self._cursor()
         rows = cur.execute(
             f"""
-            SELECT {bucket_sql} AS b, {group_sql} AS g,
+            SELECT {bucket_sql} AS b, {group_sql} AS g, {levels},
                    count(*),
                    count(*) FILTER (WHERE status = 'error'),
                    quantile_cont(duration_ms, [0.5, 0.95, 0.99]),
@@ -350,29 +389,28 @@ class DuckDBStore(
                    count(*) FILTER (WHERE cost IS NULL AND model IS NOT NULL
                                     AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL))
             FROM spans WHERE {where}
-            GROUP BY b, g ORDER BY b NULLS FIRST, g NULLS FIRST
+            {grouping} ORDER BY b NULLS FIRST, g NULLS FIRST
             """,
             params,
         ).fetchall()
         out = []
-        for b, g, calls, errors, q, tin, tout, cost, unpriced in rows:
+        for b, g, by_b, by_g, calls, errors, q, tin, tout, cost, unpriced in rows:
             q = q or [None, None, None]
-            out.append(
-                Aggregate(
-                    bucket=_utc(b),
-                    group=g,
-                    calls=int(calls),
-                    errors=int(errors),
-                    error_rate=errors / calls if calls else 0.0,
-                    p50_ms=q[0],
-                    p95_ms=q[1],
-                    p99_ms=q[2],
-                    input_tokens=int(tin),
-                    output_tokens=int(tout),
-                    cost=float(cost),
-                    unpriced_calls=int(unpriced),
-                )
+            agg = Aggregate(
+                bucket=_utc(b),
+                group=g,
+                calls=int(calls),
+                errors=int(errors),
+                error_rate=errors / calls if calls else 0.0,
+                p50_ms=q[0],
+                p95_ms=q[1],
+                p99_ms=q[2],
+                input_tokens=int(tin),
+                output_tokens=int(tout),
+                cost=float(cost),
+                unpriced_calls=int(unpriced),
             )
+            out.append((bool(by_b), bool(by_g), agg))
         return out
 
     def unpriced_models(self, flt: SpanFilter) -> list[UnpricedModel]:

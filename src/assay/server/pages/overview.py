@@ -84,7 +84,7 @@ def movers(current: list[Aggregate], previous: list[Aggregate], limit: int = 8) 
 
 
 def _split(
-    rows: list[Aggregate], buckets: list[datetime]
+    rows: list[Aggregate],
 ) -> tuple[list[str], dict[str, dict[datetime, Aggregate]]]:
     totals: dict[str, int] = {}
     for r in rows:
@@ -155,19 +155,16 @@ def overview(
     cur = base.with_(start=start, end=end)
     prev = base.with_(start=start - length, end=start)
     store = ctx.store
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        f_total = pool.submit(store.aggregate, cur, None, None)
-        f_total_prev = pool.submit(store.aggregate, prev, None, None)
-        f_series = pool.submit(store.aggregate, cur, width, group)
-        f_latency = pool.submit(store.aggregate, cur, width, None)
-        f_groups = pool.submit(store.aggregate, cur, None, group)
-        f_groups_prev = pool.submit(store.aggregate, prev, None, group)
+    # Three scans: this period at every level, the previous one per group, unpriced models.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        f_prev = pool.submit(store.aggregate_sets, prev, None, group)
         f_unpriced = pool.submit(store.unpriced_models, cur)
-    total = next(iter(f_total.result()), None)
-    total_prev = next(iter(f_total_prev.result()), None)
+        now_sets = store.aggregate_sets(cur, width, group)
+    prev_sets = f_prev.result()
+    total, total_prev = now_sets.total, prev_sets.total
     buckets = _buckets(start, end, width)
-    names, cells = _split(f_series.result(), buckets)
-    latency = {a.bucket: a for a in f_latency.result() if a.bucket is not None}
+    names, cells = _split(now_sets.by_bucket_group)
+    latency = {a.bucket: a for a in now_sets.by_bucket if a.bucket is not None}
 
     def col(name: str, attr: str) -> list[float | None]:
         return [getattr(cells[name][b], attr) if b in cells[name] else None for b in buckets]
@@ -214,7 +211,7 @@ def overview(
         ),
     }
     charts["errors"]["layout"]["yaxis"]["tickformat"] = ".1%"
-    groups_now = f_groups.result()
+    groups_now = now_sets.by_group
     return render(
         request,
         "overview.html",
@@ -229,7 +226,7 @@ def overview(
         total_prev=total_prev,
         charts=charts,
         by_group=sorted(groups_now, key=lambda a: -a.calls),
-        movers=movers(groups_now, f_groups_prev.result()),
+        movers=movers(groups_now, prev_sets.by_group),
         unpriced=f_unpriced.result(),
         route_hint=group == "route"
         and scope == "llm"
