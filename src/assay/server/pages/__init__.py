@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -220,7 +220,7 @@ def render(
     sessions: Sessions = request.app.state.sessions
     session = sessions.current(request)
     store: Store = request.app.state.store
-    flash = request.cookies.get(FLASH)
+    flash = unquote(request.cookies.get(FLASH) or "") or None
     demo = _demo_note(store.get_meta("demo"))
     path = request.url.path
     active = "/"
@@ -259,7 +259,10 @@ def redirect(request: Request, url: str, flash: str | None = None) -> RedirectRe
     """A 303 after a form post, with an optional one-time message for the next page."""
     response = RedirectResponse(url, status_code=303)
     if flash:
-        response.set_cookie(FLASH, flash[:300], max_age=60, httponly=True, samesite="lax", path="/")
+        # A cookie holds ASCII only; percent-encoding keeps any text (✓, ü, 漢) intact.
+        response.set_cookie(
+            FLASH, quote(flash[:300]), max_age=60, httponly=True, samesite="lax", path="/"
+        )
     request.app.state.sessions.attach(request, response)
     return response
 

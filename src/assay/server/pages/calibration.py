@@ -183,7 +183,7 @@ def _forest(q: QualityEstimate) -> tuple[Figure, list[dict[str, Any]]]:
 def _confusion(r: JudgeReport) -> Figure:
     c = r.agreement.confusion
     labels = [str(x) for x in c.labels]
-    fig = heatmap(
+    return heatmap(
         [list(row) for row in c.counts],
         [f"human {x}" for x in labels],
         [f"judge {x}" for x in labels],
@@ -191,10 +191,6 @@ def _confusion(r: JudgeReport) -> Figure:
         x_title="human",
         y_title="judge",
     )
-    # plotly.js's "Blues" runs dark to light; reversed, the largest count is the darkest.
-    fig["data"][0]["reversescale"] = True
-    fig["layout"]["yaxis"]["automargin"] = True
-    return fig
 
 
 def _reliability(r: JudgeReport) -> Figure | None:

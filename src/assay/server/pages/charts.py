@@ -147,7 +147,9 @@ def heatmap(
                 "z": [list(r) for r in z],
                 "x": list(x),
                 "y": list(y),
+                # plotly.js's "Blues" runs dark to light; reversed, big counts are dark.
                 "colorscale": "Blues",
+                "reversescale": True,
                 "showscale": False,
                 "texttemplate": "%{z}",
                 "hovertemplate": f"{y_title} %{{y}}, {x_title} %{{x}}: %{{z}}<extra></extra>",
@@ -156,7 +158,12 @@ def heatmap(
         "layout": {
             "title": {"text": title, "font": {"size": 13}},
             "xaxis": {"title": {"text": x_title}, "type": "category"},
-            "yaxis": {"title": {"text": y_title}, "type": "category", "autorange": "reversed"},
+            "yaxis": {
+                "title": {"text": y_title},
+                "type": "category",
+                "autorange": "reversed",
+                "automargin": True,
+            },
         },
     }
 

@@ -574,8 +574,7 @@ def _author(ctx: PageContext) -> str:
 
 
 def _done(request: Request, url: str, message: str) -> Response:
-    # The flash travels in a cookie, which holds latin-1 only: escape the rest.
-    return redirect(request, url, flash=message.encode("ascii", "backslashreplace").decode())
+    return redirect(request, url, flash=message)
 
 
 def _field(form: Mapping[str, Any], key: str, limit: int = 10_000) -> str:
