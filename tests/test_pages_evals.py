@@ -308,6 +308,10 @@ async def test_one_shared_case_gives_pages_without_infinite_numbers(
         assert r.status_code == 200, r.text
         for figure in re.findall(r'data-figure="([^"]*)"', r.text):
             json.loads(html.unescape(figure), parse_constant=pytest.fail)
+        assert "inf" not in re.sub(r"<[^>]*>", " ", r.text).split()
+    compare = html.unescape((await client.get("/evals/compare?a=solo&b=solo2")).text)
+    assert "±inf" not in compare
+    assert "no change is detectable with 1 case" in compare
 
 
 async def test_a_resumed_run_is_not_served_from_the_cache(

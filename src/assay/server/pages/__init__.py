@@ -189,6 +189,7 @@ def _environment() -> jinja2.Environment:
         ago=fmt_ago,
         truncate_line=truncate,
     )
+    env.tests["finite_number"] = lambda v: isinstance(v, int | float) and math.isfinite(v)
     env.globals.update(query=query, nav=NAV, version=__version__)
     return env
 
