@@ -376,6 +376,13 @@ class Store(Protocol):
         """Store an annotation queue with its items; False when the name is taken."""
         ...
 
+    def add_queue_items(self, project: str, name: str, items: Sequence[QueueItem]) -> int:
+        """Append items to a queue in one transaction, numbered after its last item, and
+        grow its item count and population by as many; an item whose (trace_id, span_id)
+        the queue already holds is left out. Returns how many were added. StoreError when
+        the queue does not exist or would hold more than its size."""
+        ...
+
     def get_queue(self, project: str, name: str) -> Queue | None:
         """One annotation queue by name."""
         ...

@@ -100,6 +100,33 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+_INSERT_ITEM = (
+    f"INSERT INTO queue_items ({_ITEM_COLS}) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _item_row(i: QueueItem, item_id: int) -> list[Any]:
+    """A new (open, unclaimed) item's row, numbered ``item_id``."""
+    return [
+        i.project,
+        i.queue,
+        item_id,
+        i.trace_id,
+        i.span_id,
+        i.stratum,
+        i.inclusion_probability,
+        i.score,
+        i.input_text,
+        i.output_text,
+        None if i.input_messages is None else _dumps(i.input_messages),
+        None if i.output_messages is None else _dumps(i.output_messages),
+        _dumps(i.context),
+        i.status,
+        *([None] * 7),
+    ]
+
+
 def _stratum_sql(stratify_by: str | None) -> str:
     if stratify_by is None:
         return "NULL::VARCHAR"
@@ -290,36 +317,7 @@ class QueueTables:
                     ],
                 )
                 if items:
-                    cur.executemany(
-                        f"INSERT INTO queue_items ({_ITEM_COLS}) VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            [
-                                i.project,
-                                i.queue,
-                                i.item_id,
-                                i.trace_id,
-                                i.span_id,
-                                i.stratum,
-                                i.inclusion_probability,
-                                i.score,
-                                i.input_text,
-                                i.output_text,
-                                None if i.input_messages is None else _dumps(i.input_messages),
-                                None if i.output_messages is None else _dumps(i.output_messages),
-                                _dumps(i.context),
-                                i.status,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                            ]
-                            for i in items
-                        ],
-                    )
+                    cur.executemany(_INSERT_ITEM, [_item_row(i, i.item_id) for i in items])
                 cur.execute("COMMIT")
             except duckdb.Error:
                 cur.execute("ROLLBACK")
@@ -327,6 +325,60 @@ class QueueTables:
             finally:
                 cur.close()
         return True
+
+    def add_queue_items(self, project: str, name: str, items: Sequence[QueueItem]) -> int:
+        """Append items after the queue's last one, in one transaction, skipping any whose
+        (trace_id, span_id) it already holds (so resending adds nothing); the queue's item
+        count and population grow by the number added, which is returned."""
+        with self._write_lock:
+            cur = self._cursor()
+            try:
+                cur.execute("BEGIN")
+                row = cur.execute(
+                    "SELECT size, (SELECT coalesce(max(item_id), 0) FROM queue_items "
+                    "WHERE project = ? AND queue = ?) FROM queues WHERE project = ? AND name = ?",
+                    [project, name, project, name],
+                ).fetchone()
+                if row is None:
+                    cur.execute("ROLLBACK")
+                    raise StoreError(f"no queue named {name!r} in project {project!r}")
+                size, last = int(row[0]), int(row[1])
+                keys = [(i.trace_id, i.span_id) for i in items]
+                held = {
+                    (r[0], r[1])
+                    for r in cur.execute(
+                        "WITH k AS (SELECT unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS s) "
+                        "SELECT trace_id, span_id FROM queue_items JOIN k "
+                        "ON trace_id = k.t AND span_id = k.s WHERE project = ? AND queue = ?",
+                        [[k[0] for k in keys], [k[1] for k in keys], project, name],
+                    ).fetchall()
+                }
+                new: list[QueueItem] = []
+                for item, key in zip(items, keys, strict=True):
+                    if key not in held:
+                        held.add(key)  # a key twice in one call is added once
+                        new.append(item)
+                if last + len(new) > size:
+                    cur.execute("ROLLBACK")
+                    raise StoreError(
+                        f"queue {name!r} holds {last} items and may hold {size}; "
+                        f"{len(new)} more do not fit"
+                    )
+                if new:
+                    rows = [_item_row(i, last + n) for n, i in enumerate(new, start=1)]
+                    cur.executemany(_INSERT_ITEM, rows)
+                    cur.execute(
+                        "UPDATE queues SET item_count = item_count + ?, "
+                        "population = population + ? WHERE project = ? AND name = ?",
+                        [len(new), len(new), project, name],
+                    )
+                cur.execute("COMMIT")
+            except duckdb.Error:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+        return len(new)
 
     def get_queue(self, project: str, name: str) -> Queue | None:
         """One queue by name."""
