@@ -1,5 +1,6 @@
-"""``assay queues create|list|show|next|label|skip|release|rm``: annotation queues — pick
-what people should label, hand items out one at a time, store the labels as feedback."""
+"""``assay queues create|add|list|show|next|label|skip|release|rm``: annotation queues —
+pick what people should label (by a strategy, or by hand), hand items out one at a time,
+store the labels as feedback."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from assay.cli.common import (
 )
 from assay.query import QueryError, parse_duration
 
-_STRATEGIES = ("random", "stratified", "drift", "low-confidence", "disagreement")
+_STRATEGIES = ("random", "stratified", "drift", "low-confidence", "disagreement", "hand-picked")
 _FIELDS = (
     "model",
     "service",
@@ -60,7 +61,8 @@ labeller_option = click.option(
 @click.group()
 def queues() -> None:
     """Annotation queues: choose spans for people to label (random, stratified, drifted,
-    low judge confidence, judge disagreement), then claim, label and skip items."""
+    low judge confidence, judge disagreement, or hand-picked trace by trace), then claim,
+    label and skip items."""
 
 
 def _drift_file(path: str) -> dict[str, Any]:
@@ -82,7 +84,11 @@ def _drift_file(path: str) -> dict[str, Any]:
 @queues.command("create")
 @click.argument("name")
 @click.option("--strategy", type=click.Choice(_STRATEGIES), required=True, help="How to choose.")
-@click.option("--size", type=click.IntRange(1, 10_000), default=200, help="Items to choose.")
+@click.option(
+    "--size",
+    type=click.IntRange(1, 10_000),
+    help="Items to choose (default 200); hand-picked: the most it may hold (default 10,000).",
+)
 @click.option("--label", "label_name", required=True, help="Feedback name of the labels.")
 @click.option("--values", help="Allowed categories, e.g. pass,fail or billing,shipping,other.")
 @click.option("--scale", help="Allowed numbers LOW-HIGH, e.g. 1-5 (0.0-1.0 allows decimals).")
@@ -120,7 +126,7 @@ def _drift_file(path: str) -> dict[str, Any]:
 def create_command(
     name: str,
     strategy: str,
-    size: int,
+    size: int | None,
     label_name: str,
     values: str | None,
     scale: str | None,
@@ -151,6 +157,10 @@ def create_command(
     assay queues create unsure --strategy low-confidence --judge helpfulness --boolean
     assay queues create drifted --strategy drift --monitor input-drift --scale 1-5 \\
         --label quality
+    assay queues create picked --strategy hand-picked --label quality --boolean
+
+    A hand-picked queue starts empty and takes no filters: add traces to it with
+    `assay queues add` (or from a trace's page in the dashboard).
     """
     params = filter_params(filters)
     project = params.pop("project", None)
@@ -173,7 +183,7 @@ def create_command(
     body: dict[str, Any] = {
         "name": name,
         "strategy": strategy,
-        "size": size,
+        "size": size,  # None: the strategy's default
         "label": {"name": label_name, "values": values, "scale": scale, "boolean": boolean},
         "instructions": instructions,
         "seed": seed,
@@ -192,6 +202,16 @@ def create_command(
     if as_json:
         print_json(queue)
         return
+    if queue["strategy"] == "hand-picked":
+        console.print(
+            f"queue [bold]{escape(queue['name'])}[/]: hand-picked, empty (at most "
+            f"{queue['size']:,} items); label {escape(queue['label']['name'])}",
+            highlight=False,
+        )
+        console.print(
+            f"  add traces: assay queues add {name} TRACE_ID...", highlight=False, markup=False
+        )
+        return
     console.print(
         f"queue [bold]{queue['name']}[/]: {queue['items']} items chosen by {queue['strategy']} "
         f"from {queue['population']:,} (seed {queue['seed']}); label "
@@ -201,6 +221,74 @@ def create_command(
     for note in queue["notes"]:
         console.print(f"  note: {note}", highlight=False, markup=False)
     console.print(f"  start labelling: assay queues next {name} --as YOU", highlight=False)
+
+
+def _span_key(value: str) -> dict[str, str]:
+    trace_id, sep, span_id = value.partition(":")
+    if not sep or not trace_id or not span_id:
+        raise click.UsageError(
+            f"--span {value!r} must be TRACE_ID:SPAN_ID, e.g. --span "
+            "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331"
+        )
+    return {"trace_id": trace_id, "span_id": span_id}
+
+
+@queues.command("add")
+@click.argument("name")
+@click.argument("trace_ids", nargs=-1)
+@click.option(
+    "--span",
+    "spans",
+    multiple=True,
+    metavar="TRACE_ID:SPAN_ID",
+    help="Add one span of a trace instead of the trace (repeatable).",
+)
+@click.option("--reason", help="Why these were picked (stored with each item).")
+@click.option("--as", "added_by", envvar="ASSAY_LABELLER", help="Who picked them.")
+@project_option
+@output_options
+def add_command(
+    name: str,
+    trace_ids: tuple[str, ...],
+    spans: tuple[str, ...],
+    reason: str | None,
+    added_by: str | None,
+    project: str | None,
+    as_json: bool,
+) -> None:
+    """Add traces (each shown by its root span) to hand-picked queue NAME.
+
+    \b
+    assay queues add picked 0af7651916cd43dd8448eb211c80319c --reason "customer escalated"
+    assay queues add picked --span 0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331
+
+    A trace the queue already holds is not added again. Random and stratified queues (and
+    those chosen by a rule) keep the items they were made with: create one with
+    `assay queues create NAME --strategy hand-picked --label L --boolean` first.
+    """
+    if not trace_ids and not spans:
+        raise click.UsageError("give at least one TRACE_ID (or --span TRACE_ID:SPAN_ID)")
+    body = {
+        "trace_ids": list(trace_ids),
+        "spans": [_span_key(v) for v in spans],
+        "added_by": added_by,
+        "reason": reason,
+    }
+    with connect(settings_from_env()) as client:
+        out = check(client.post(_path(name, "/items"), json=body, params=_params(project)))
+    if as_json:
+        print_json(out)
+        return
+    held = out["already_present"]
+    said = f"added {out['added']} item{'' if out['added'] == 1 else 's'} to {name}"
+    if held:
+        said += f"; {held} {'was' if held == 1 else 'were'} already in it"
+    console.print(
+        f"{said} ({out['queue']['items']} items, {out['queue']['progress']['remaining']} "
+        "waiting for a label)",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _progress_cells(p: dict[str, Any]) -> list[Any]:

@@ -8,14 +8,27 @@ A queue is made once, from span filters and a strategy (see docs/queues.md):
   equal allocation;
 - ``drift``: the examples a drift report found most unlike its reference;
 - ``low-confidence``: judge scores closest to the decision threshold;
-- ``disagreement``: spans whose several judge scores of one name disagree.
+- ``disagreement``: spans whose several judge scores of one name disagree;
+- ``hand-picked``: items chosen by a person, added after creation (``add_items``) from
+  the trace page, ``assay queues add`` or the API. It has no inclusion probabilities, so
+  estimates never treat its labels as a random sample; it is the only strategy whose
+  queues take items after creation.
 
 The strategy, its resolved parameters and the seed are stored with the queue, and each
 item of a probability sample (random, stratified) carries its inclusion probability, so
 an estimate from the labels can weight them (inverse-probability weights).
 """
 
+from assay.queues.picking import (
+    MAX_ADD,
+    Added,
+    add_items,
+    check_keys,
+    create_with_items,
+    label_flags,
+)
 from assay.queues.selection import (
+    HAND_PICKED_NOTE,
     MAX_STRATA,
     QueueSpec,
     allocate,
@@ -24,10 +37,13 @@ from assay.queues.selection import (
     disagreement,
     latest_drift_report,
     seeded_rank,
+    snapshot_item,
 )
 from assay.queues.values import (
+    ACCEPTS_ITEMS,
     ALLOCATIONS,
     DEFAULT_LEASE_SECONDS,
+    HAND_PICKED,
     LABEL_KINDS,
     LABELLED,
     MAX_SIZE,
@@ -62,10 +78,14 @@ from assay.queues.work import (
 )
 
 __all__ = [
+    "ACCEPTS_ITEMS",
     "ALLOCATIONS",
     "DEFAULT_LEASE_SECONDS",
+    "HAND_PICKED",
+    "HAND_PICKED_NOTE",
     "LABELLED",
     "LABEL_KINDS",
+    "MAX_ADD",
     "MAX_SIZE",
     "MAX_STRATA",
     "OPEN",
@@ -75,6 +95,7 @@ __all__ = [
     "STRATA_FIELDS",
     "STRATEGIES",
     "UNITS",
+    "Added",
     "LabelSpec",
     "Queue",
     "QueueConflictError",
@@ -83,17 +104,21 @@ __all__ = [
     "QueueNotFoundError",
     "QueueProgress",
     "QueueSpec",
+    "add_items",
     "allocate",
     "build_queue",
+    "check_keys",
     "check_labeller",
     "check_queue_name",
     "claim_next",
     "create_queue",
+    "create_with_items",
     "disagreement",
     "feedback_id",
     "get_item",
     "get_queue",
     "item_json",
+    "label_flags",
     "label_item",
     "label_spec",
     "latest_drift_report",
@@ -101,4 +126,5 @@ __all__ = [
     "release_item",
     "seeded_rank",
     "skip_item",
+    "snapshot_item",
 ]

@@ -1,5 +1,6 @@
 """Choosing a queue's items: the strategies (random, stratified, drift, low-confidence,
-disagreement), allocation across strata, snapshots of the chosen spans. See docs/queues.md."""
+disagreement; a hand-picked queue starts empty), allocation across strata, snapshots of
+the chosen spans. See docs/queues.md."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from assay.queues.values import (
     DEFAULT_LEASE_SECONDS,
     DISAGREEMENT,
     DRIFT,
+    HAND_PICKED,
     LABEL_NAME,
     LOW_CONFIDENCE,
     MAX_SIZE,
@@ -105,6 +107,15 @@ class QueueSpec:
             raise QueueError("--judge is only for the low-confidence and disagreement strategies")
         if not (isinstance(self.threshold, int | float) and math.isfinite(self.threshold)):
             raise QueueError(f"threshold {self.threshold!r} must be a number, e.g. 0.5")
+        if self.strategy == HAND_PICKED:
+            given = _filters_json(self.filters)
+            if given or self.seed is not None:
+                what = ", ".join([*given, *(["seed"] if self.seed is not None else [])])
+                raise QueueError(
+                    f"a hand-picked queue selects nothing by itself, so it takes no filters "
+                    f"or seed (got {what}); create it empty and add traces with "
+                    "`assay queues add NAME TRACE_ID...`"
+                )
         if self.strategy == DRIFT and self.drift_report is None:
             raise QueueError(
                 "drift needs a drift report: --monitor NAME (its latest drifted result), "
@@ -474,7 +485,24 @@ def _example(e: Any) -> bool:
     return isinstance(e, Mapping) and bool(e.get("trace_id")) and bool(e.get("span_id"))
 
 
+def _select_hand_picked(store: Store, spec: QueueSpec, seed: int) -> _Selection:
+    """Nothing: people add the items later (see :func:`assay.queues.add_items`)."""
+    params = {
+        "rule": "items chosen by a person (assay queues add, POST /api/v1/queues/NAME/items, "
+        "the trace page); not a probability sample",
+        "max_items": spec.size,
+    }
+    return _Selection([], 0, params, [HAND_PICKED_NOTE])
+
+
+#: The note every hand-picked queue carries.
+HAND_PICKED_NOTE = (
+    "hand-picked: people chose these items, so they are not a random sample of traffic; "
+    "quality estimates do not treat its labels as one"
+)
+
 _SELECT = {
+    HAND_PICKED: _select_hand_picked,
     RANDOM: _select_random,
     STRATIFIED: _select_random,
     LOW_CONFIDENCE: _select_low_confidence,
@@ -504,12 +532,44 @@ def _context(span: Span, reason: Mapping[str, Any], whole_trace: bool) -> dict[s
     return out
 
 
+def snapshot_item(
+    queue: str,
+    item_id: int,
+    span: Span,
+    reason: Mapping[str, Any],
+    *,
+    whole_trace: bool = False,
+    stratum: str | None = None,
+    probability: float | None = None,
+    score: float | None = None,
+) -> QueueItem:
+    """An open item showing ``span``: a snapshot of its text and messages, and its context
+    with ``reason`` (why it was chosen). ``whole_trace`` puts the label on the trace."""
+    return QueueItem(
+        project=span.project,
+        queue=queue,
+        item_id=item_id,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        input_text=_clip(span.input_text),
+        output_text=_clip(span.output_text),
+        input_messages=span.input_messages,
+        output_messages=span.output_messages,
+        context=_context(span, reason, whole_trace),
+        stratum=stratum,
+        inclusion_probability=probability,
+        score=score,
+    )
+
+
 def build_queue(
     store: Store, spec: QueueSpec, now: datetime | None = None
 ) -> tuple[Queue, list[QueueItem]]:
     """Select the items of a new queue (nothing is stored)."""
     now = now or datetime.now(UTC)
     seed = spec.seed if spec.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "big")
+    if spec.strategy == HAND_PICKED:
+        seed = 0  # nothing is drawn
     selection = _SELECT[spec.strategy](store, spec, seed)
     spans = {
         (s.trace_id, s.span_id): s
@@ -524,19 +584,14 @@ def build_queue(
         if span is None:  # pragma: no cover - picks come from stored spans
             continue
         items.append(
-            QueueItem(
-                project=spec.filters.project,
-                queue=spec.name,
-                item_id=len(items) + 1,
-                trace_id=p.trace_id,
-                span_id=p.span_id,
-                input_text=_clip(span.input_text),
-                output_text=_clip(span.output_text),
-                input_messages=span.input_messages,
-                output_messages=span.output_messages,
-                context=_context(span, p.reason, p.whole_trace),
+            snapshot_item(
+                spec.name,
+                len(items) + 1,
+                span,
+                p.reason,
+                whole_trace=p.whole_trace,
                 stratum=p.stratum,
-                inclusion_probability=p.probability,
+                probability=p.probability,
                 score=p.score,
             )
         )

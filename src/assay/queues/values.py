@@ -17,9 +17,22 @@ STRATIFIED = "stratified"
 DRIFT = "drift"
 LOW_CONFIDENCE = "low-confidence"
 DISAGREEMENT = "disagreement"
-STRATEGIES: tuple[str, ...] = (RANDOM, STRATIFIED, DRIFT, LOW_CONFIDENCE, DISAGREEMENT)
+#: Items chosen by a person, one trace at a time (``assay queues add``, the trace page):
+#: no inclusion probability, so estimates never treat its labels as a random sample.
+HAND_PICKED = "hand-picked"
+STRATEGIES: tuple[str, ...] = (
+    RANDOM,
+    STRATIFIED,
+    DRIFT,
+    LOW_CONFIDENCE,
+    DISAGREEMENT,
+    HAND_PICKED,
+)
 #: Strategies whose items are a probability sample (each has an inclusion probability).
 PROBABILITY_SAMPLES: tuple[str, ...] = (RANDOM, STRATIFIED)
+#: Strategies whose queues take items after creation (``add_items``). The others hold
+#: exactly what their rule selected, which their parameters and population describe.
+ACCEPTS_ITEMS: tuple[str, ...] = (HAND_PICKED,)
 ALLOCATIONS: tuple[str, ...] = ("proportional", "equal")
 #: What a random or stratified queue samples: whole traces (their root span) or spans.
 UNITS: tuple[str, ...] = ("trace", "span")
@@ -227,6 +240,11 @@ class Queue:
         """True when every item has a known inclusion probability (random, stratified)."""
         return self.strategy in PROBABILITY_SAMPLES
 
+    @property
+    def accepts_items(self) -> bool:
+        """True when items may be added after creation (hand-picked queues)."""
+        return self.strategy in ACCEPTS_ITEMS
+
 
 @dataclass(frozen=True)
 class QueueItem:
@@ -340,6 +358,7 @@ def queue_json(queue: Queue, progress: QueueProgress | None = None) -> dict[str,
         "params": dict(queue.params),
         "seed": queue.seed,
         "probability_sample": queue.probability_sample,
+        "accepts_items": queue.accepts_items,
         "label": queue.label.to_json(),
         "instructions": queue.instructions,
         "size": queue.size,

@@ -1,7 +1,7 @@
-"""Annotation queues under ``/api/v1/queues`` (create, list, show, claim the next item,
-label, skip, release, remove) and promotion of a trace into a golden set under
-``/api/v1/goldens/{name}/promote``. The CLI's `assay queues` and the labelling page use
-these; every refusal is a 4xx with the reason."""
+"""Annotation queues under ``/api/v1/queues`` (create, list, show, add items to a
+hand-picked queue, claim the next item, label, skip, release, remove) and promotion of a
+trace into a golden set under ``/api/v1/goldens/{name}/promote``. The CLI's `assay
+queues` and the labelling page use these; every refusal is a 4xx with the reason."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from assay.promotion import (
 )
 from assay.queues import (
     DEFAULT_LEASE_SECONDS,
+    HAND_PICKED,
+    MAX_ADD,
     MAX_SIZE,
     OPEN,
     STATUSES,
@@ -32,6 +34,7 @@ from assay.queues import (
     QueueError,
     QueueNotFoundError,
     QueueSpec,
+    add_items,
     claim_next,
     create_queue,
     get_item,
@@ -133,8 +136,18 @@ class QueueBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(max_length=128)
-    strategy: Literal["random", "stratified", "drift", "low-confidence", "disagreement"]
-    size: int = Field(default=200, ge=1, le=MAX_SIZE)
+    strategy: Literal[
+        "random", "stratified", "drift", "low-confidence", "disagreement", "hand-picked"
+    ] = Field(
+        description="hand-picked: created empty (no filters), items added by people later"
+    )
+    size: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SIZE,
+        description=f"Items to choose (default 200); hand-picked: the most it may hold "
+        f"(default {MAX_SIZE:,})",
+    )
     label: LabelBody
     instructions: str | None = Field(default=None, max_length=20_000)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
@@ -151,6 +164,13 @@ class QueueBody(BaseModel):
     filters: QueueFilters = Field(default_factory=lambda: QueueFilters())
     drift: DriftSource | None = None
     created_by: str | None = Field(default=None, max_length=128)
+
+
+def _size(body: QueueBody) -> int:
+    """The size asked for, else the strategy's default."""
+    if body.size is not None:
+        return body.size
+    return MAX_SIZE if body.strategy == HAND_PICKED else 200
 
 
 def _drift_report(
@@ -179,7 +199,7 @@ def _drift_report(
     }
     assert source.check is not None
     try:
-        check = DriftCheckBody(**{"examples": min(body.size, 1000), **fields, **source.check})
+        check = DriftCheckBody(**{"examples": min(_size(body), 1000), **fields, **source.check})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -239,7 +259,7 @@ def create(body: QueueBody, request: Request, store: StoreDep, project: ProjectQ
         spec = QueueSpec(
             name=body.name,
             strategy=body.strategy,
-            size=body.size,
+            size=_size(body),
             label=label,
             filters=flt,
             seed=body.seed,
@@ -285,6 +305,53 @@ def remove(
     if not store.delete_queue(proj, name):
         raise HTTPException(404, f"no queue named {name!r} in project {proj!r}")
     return Response(status_code=204)
+
+
+class SpanKey(BaseModel):
+    """One span of a trace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str = Field(max_length=64)
+    span_id: str = Field(max_length=32)
+
+
+class AddItemsBody(BaseModel):
+    """Traces (each shown by its root span) or single spans to add to a hand-picked queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_ids: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=MAX_ADD, description="Traces, shown by their root span"
+    )
+    spans: list[SpanKey] = Field(
+        default_factory=list, max_length=MAX_ADD, description="Single spans of traces"
+    )
+    added_by: str | None = Field(default=None, max_length=128, description="Who picked them")
+    reason: str | None = Field(
+        default=None, max_length=2_000, description="Why (stored in each item's context)"
+    )
+
+
+@router.post("/queues/{name}/items", summary="Add traces to a hand-picked queue")
+def add(
+    name: QueueName,
+    body: AddItemsBody,
+    request: Request,
+    store: StoreDep,
+    project: ProjectQuery = None,
+) -> Any:
+    """Append the traces (or spans) after the queue's last item, in one transaction, with
+    the same snapshot a selected item gets. Those the queue already holds are counted in
+    ``already_present`` and not added again. 409 for a queue that is a probability sample
+    (random, stratified: an added item would make its inclusion probabilities wrong) or
+    chosen by a rule; only hand-picked queues take items."""
+    proj = _project(request, project)
+    keys: list[tuple[str, str | None]] = [(t, None) for t in body.trace_ids]
+    keys += [(k.trace_id, k.span_id) for k in body.spans]
+    with _answers():
+        done = add_items(store, proj, name, keys, body.added_by, body.reason)
+    return {**done.to_json(), "queue": _with_progress(store, done.queue, datetime.now(UTC))}
 
 
 @router.get("/queues/{name}/items", summary="A queue's items")

@@ -1,8 +1,8 @@
 """Traces: a filterable, searchable list with cursor paging, and one trace as a waterfall
 with its conversation, tool calls, LLM calls, attributes, scores and feedback.
 
-Actions on a trace (POST with CSRF, then a redirect): add feedback, send the trace to a
-new hand-picked annotation queue, promote it to a golden set.
+Actions on a trace (POST with CSRF, then a redirect): add feedback, add the trace to a
+hand-picked annotation queue (an existing one, or a new one), promote it to a golden set.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,10 +33,15 @@ from assay.promotion import (
 )
 from assay.query import QueryError, SpanFilter, parse_time
 from assay.queues import (
+    HAND_PICKED,
+    MAX_SIZE,
+    Queue,
     QueueConflictError,
     QueueError,
+    QueueNotFoundError,
     QueueSpec,
-    build_queue,
+    add_items,
+    create_with_items,
     label_spec,
 )
 from assay.server.pages import PageContext, PageError, check_csrf, context, query, redirect, render
@@ -77,9 +82,8 @@ ROOT_LAG = timedelta(minutes=10)
 MAX_BACK = 40
 #: Spans whose details are rendered into the page (larger traces load one per click).
 MAX_DETAILS = 200
-#: The strategy recorded on a queue made from one trace: not a probability sample, so
-#: calibration never weights its labels as a random sample of traffic.
-HAND_PICKED = "hand-picked"
+#: Recorded as the reason of every item added from this page.
+PICKED_HERE = "picked on the trace page"
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 _NUMBER = re.compile(r"^\s*-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s*$")
@@ -524,7 +528,7 @@ def trace(request: Request, trace_id: str) -> Response:
     with_input = [s for s in spans if case_input(s) is not None]
     promoted = request.query_params.get("promoted") or ""
     goldens = sorted({g.name for g in ctx.store.list_golden_versions(ctx.project)})
-    queues = [q.name for q in ctx.store.list_queues(ctx.project)]
+    queues = pick_queues(ctx.store.list_queues(ctx.project))
     errors = sum(1 for s in spans if s.status == "error")
     return render(
         request,
@@ -652,8 +656,36 @@ async def add_feedback(request: Request, trace_id: str) -> Response:
     return _done(request, url + "#feedback", message)
 
 
-def _send_to_queue(ctx: PageContext, tid: str, form: Mapping[str, Any]) -> str:
-    _spans_of(ctx, tid)
+def pick_queues(queues: list[Queue]) -> list[Queue]:
+    """The queues a trace can be added to: hand-picked ones with room, by name."""
+    return sorted(
+        (q for q in queues if q.accepts_items and q.item_count < q.size), key=lambda q: q.name
+    )
+
+
+def _queue_error(exc: QueueError) -> PageError:
+    if isinstance(exc, QueueNotFoundError):
+        return PageError(404, str(exc))
+    return PageError(409 if isinstance(exc, QueueConflictError) else 400, str(exc))
+
+
+def _add_to_queue(ctx: PageContext, tid: str, form: Mapping[str, Any]) -> str:
+    name = _field(form, "existing", 200)
+    if not name:
+        raise PageError(400, "existing is empty; choose a hand-picked queue from the list")
+    try:
+        done = add_items(ctx.store, ctx.project, name, [(tid, None)], _author(ctx), PICKED_HERE)
+    except QueueError as exc:
+        raise _queue_error(exc) from None
+    if not done.added:
+        return f"This trace is already in queue {name!r}; nothing was added."
+    return (
+        f"Added this trace to queue {name!r} (now {done.queue.item_count:,} items); label it "
+        "on the Annotate page."
+    )
+
+
+def _new_queue(ctx: PageContext, tid: str, form: Mapping[str, Any]) -> str:
     name = _field(form, "queue", 200)
     kind = _field(form, "label_kind", 20)
     choices = _field(form, "label_values", 2000)
@@ -666,60 +698,45 @@ def _send_to_queue(ctx: PageContext, tid: str, form: Mapping[str, Any]) -> str:
             label = label_spec(_field(form, "label_name", 200), scale=choices)
         else:
             raise QueueError(f"label_kind {kind!r} must be boolean, category or scale")
-        if ctx.store.get_queue(ctx.project, name) is not None:
-            raise QueueConflictError(
-                f"a queue named {name!r} already exists; a queue's items are fixed when it "
-                "is made, so pick a new name for this trace"
+        existing = ctx.store.get_queue(ctx.project, name)
+        if existing is not None:
+            hint = (
+                "choose it under 'Add to an existing queue' to add this trace"
+                if existing.accepts_items
+                else f"it is a {existing.strategy} queue, whose items are fixed; pick a new name"
             )
-        # The selection code builds the item (a snapshot of the root span, labelled at
-        # trace level) from a one-trace population; the queue is then marked hand-picked.
+            raise QueueConflictError(f"a queue named {name!r} already exists; {hint}")
         spec = QueueSpec(
             name=name,
-            strategy="random",
-            size=1,
+            strategy=HAND_PICKED,
+            size=MAX_SIZE,
             label=label,
-            filters=SpanFilter(project=ctx.project, trace_id=tid),
-            seed=0,
-            unit="trace",
+            filters=SpanFilter(project=ctx.project),
             instructions=_field(form, "instructions", 20_000) or None,
             created_by=_author(ctx),
         )
-        queue, items = build_queue(ctx.store, spec)
+        create_with_items(ctx.store, spec, [(tid, None)], _author(ctx), PICKED_HERE)
     except QueueError as exc:
-        raise PageError(409 if isinstance(exc, QueueConflictError) else 400, str(exc)) from None
-    note = (
-        "hand-picked on the trace page: not a probability sample, so its labels are not "
-        "weighted as a random sample of traffic"
-    )
-    queue = replace(
-        queue,
-        strategy=HAND_PICKED,
-        params={"trace_id": tid, "picked_by": _author(ctx), "filters": {"trace_id": tid}},
-        population=len(items),
-        notes=(note,),
-    )
-    items = [
-        replace(
-            i,
-            inclusion_probability=None,
-            stratum=None,
-            score=None,
-            context={**i.context, "reason": {"picked": "by hand on the trace page"}},
-        )
-        for i in items
-    ]
-    try:
-        created = ctx.store.create_queue(queue, items)
+        raise _queue_error(exc) from None
     except StoreError as exc:
         raise PageError(400, str(exc)) from None
-    if not created:
-        raise PageError(409, f"a queue named {name!r} already exists; pick another name")
     return f"Queue {name!r} created with this trace; label it on the Annotate page."
+
+
+def _send_to_queue(ctx: PageContext, tid: str, form: Mapping[str, Any]) -> str:
+    _spans_of(ctx, tid)
+    mode = _field(form, "mode", 20) or "new"
+    if mode == "existing":
+        return _add_to_queue(ctx, tid, form)
+    if mode == "new":
+        return _new_queue(ctx, tid, form)
+    raise PageError(400, f"mode {mode!r} must be existing or new")
 
 
 @router.post("/traces/{trace_id}/queue")
 async def send_to_queue(request: Request, trace_id: str) -> Response:
-    """Put the trace into a new hand-picked annotation queue."""
+    """Add the trace to a hand-picked annotation queue: an existing one (mode=existing,
+    existing=NAME) or a new one (mode=new, queue=NAME and the label fields)."""
     form = await request.form()
     ctx = check_csrf(request, form)
     tid = trace_id_of(trace_id)
