@@ -106,9 +106,12 @@ def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless chromium from the system, driven by Playwright."""
+    """Headless chromium from the system, driven by Playwright.
+
+    Per module, not per session: while Playwright's sync API is active its event loop
+    counts as running in the main thread, and later tests that call asyncio.run() fail."""
     exe = chromium_path()
     if exe is None:
         if os.environ.get("CI"):
