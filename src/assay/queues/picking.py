@@ -59,14 +59,19 @@ class Added:
         return {"added": self.added, "already_present": self.already_present}
 
 
-def check_keys(keys: Sequence[Key | Span]) -> list[Key]:
-    """Trace ids (lower-cased) with optional span ids, each once in the order given; a
-    :class:`QueueError` names a malformed id."""
+def check_keys(keys: Sequence[Key | Span | str]) -> list[Key]:
+    """(trace id, span id or None) pairs, lower-cased, each once in the order given, from
+    pairs, bare trace ids or spans; a :class:`QueueError` names a malformed id."""
     if not keys:
         raise QueueError("give at least one trace id to add (as in `assay traces list`)")
     out: list[Key] = []
     for key in keys:
-        trace_id, span_id = (key.trace_id, key.span_id) if isinstance(key, Span) else key
+        if isinstance(key, Span):
+            trace_id, span_id = key.trace_id, key.span_id
+        elif isinstance(key, str):
+            trace_id, span_id = key, None
+        else:
+            trace_id, span_id = key
         t = trace_id.strip().lower() if isinstance(trace_id, str) else ""
         if not _TRACE.match(t):
             raise QueueError(
@@ -167,13 +172,14 @@ def add_items(
     store: Store,
     project: str,
     queue_name: str,
-    keys: Sequence[Key | Span],
+    keys: Sequence[Key | Span | str],
     added_by: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
 ) -> Added:
     """Add traces (shown by their root span) or spans to a hand-picked queue, after its
     last item, in one transaction; those it already holds are counted, not added again.
+    ``keys``: trace ids, (trace_id, span_id or None) pairs, or spans.
 
     :class:`QueueNotFoundError` for an unknown queue, trace or span;
     :class:`QueueConflictError` for a queue that does not take items (a probability sample
@@ -202,7 +208,7 @@ def add_items(
 def create_with_items(
     store: Store,
     spec: QueueSpec,
-    keys: Sequence[Key | Span],
+    keys: Sequence[Key | Span | str],
     added_by: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
