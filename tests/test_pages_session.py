@@ -176,3 +176,20 @@ def test_movers_rank_a_big_group_that_changed_above_a_tiny_one_that_doubled() ->
     ranked = [m.group for m in movers(after, before)]
     assert ranked[0] == "big"
     assert "steady" not in ranked
+
+
+async def test_keys_required_locks_a_loopback_server_for_api_and_pages(
+    db_path: str, store: DuckDBStore
+) -> None:
+    settings = Settings(db=db_path, decode_workers=0, keys_required=True, monitors=False,
+                        online=False)  # fmt: skip
+    assert settings.loopback and settings.require_keys
+    application = create_app(settings, store=store)
+    async with application.router.lifespan_context(application), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1:7800"
+    ) as c:
+        assert (await c.get("/api/v1/traces")).status_code == 401
+        assert (await c.get("/")).status_code == 303
+        _, secret = create_key(store, "default")
+        r = await c.get("/api/v1/traces", headers={"authorization": f"Bearer {secret}"})
+        assert r.status_code == 200

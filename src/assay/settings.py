@@ -36,6 +36,9 @@ class Settings:
     admin_key: str | None = None
     #: Project that key-less writes go to on a loopback bind.
     default_project: str = "default"
+    #: Require API keys (and dashboard sign-in) even on a loopback bind: for a reverse
+    #: proxy on this machine that forwards other people's requests.
+    keys_required: bool = False
     #: Largest OTLP body accepted, measured after decompression.
     max_body_bytes: int = 20 * MIB
     #: Spans waiting for the writer before new requests get 503 + Retry-After.
@@ -80,8 +83,8 @@ class Settings:
 
     @property
     def require_keys(self) -> bool:
-        """Writes and reads need an API key unless bound to loopback."""
-        return not self.loopback
+        """Writes and reads need an API key unless bound to loopback (or told to anyway)."""
+        return self.keys_required or not self.loopback
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated like the originals)."""

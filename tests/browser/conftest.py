@@ -8,6 +8,7 @@ test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -66,24 +67,28 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`assay serve` on the demo database, on a free loopback port; yields its base URL."""
+@contextlib.contextmanager
+def serving(db: Path, log: Path, **env: str) -> Iterator[str]:
+    """`assay serve` on ``db`` on a free loopback port, with extra ``ASSAY_*`` settings;
+    yields its base URL and stops it afterwards."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {
+    full_env = {
         **os.environ,
-        "ASSAY_DB": str(demo_db),
+        "ASSAY_DB": str(db),
         "ASSAY_PORT": str(port),
         "ASSAY_HOST": "127.0.0.1",
         "ASSAY_MONITORS": "false",
         "ASSAY_ONLINE": "false",
         "ASSAY_DECODE_WORKERS": "0",
         "ASSAY_LOG_LEVEL": "warning",
+        **env,
     }
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "assay", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "assay", "serve"],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,6 +109,13 @@ def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`assay serve` on the demo database, on a free loopback port; yields its base URL."""
+    with serving(demo_db, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,13 @@ def serve(
     err_console.print(
         f"assay: database {settings.db}; OTLP at {where}/v1/traces; API docs "
         f"at {where}/docs"
-        + ("" if settings.loopback else " (API keys required: non-loopback bind)")
+        + (
+            ""
+            if not settings.require_keys
+            else " (API keys required: non-loopback bind)"
+            if not settings.loopback
+            else " (API keys required: ASSAY_KEYS_REQUIRED)"
+        )
     )
     try:
         uvicorn.run(
