@@ -1,5 +1,6 @@
 """The traces pages in-process: the list's filters and cursor paging, the trace page, and
-its actions (feedback, a hand-picked annotation queue, promotion) with their CSRF checks."""
+its actions (feedback, an existing or new hand-picked annotation queue, promotion) with
+their CSRF checks."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from fastapi import FastAPI
 
 from assay.feedback import make_feedback
 from assay.model import Span
+from assay.query import SpanFilter
+from assay.queues import HAND_PICKED, QueueSpec, create_queue, label_spec
 from assay.server.pages.traces import (
-    HAND_PICKED,
     main_conversation,
     message_view,
     waterfall,
@@ -473,6 +475,77 @@ async def test_send_to_queue_makes_a_hand_picked_queue_of_the_trace(
     r = await client.post(f"/traces/{t}/queue", data={**data, "queue": "bad name"})
     assert r.status_code == 400
     assert [q.name for q in seeded.list_queues("default")] == ["review-8"]
+
+
+def queue_choices(page: str) -> list[str]:
+    """The queues offered under 'Add to an existing queue' (none: no such form)."""
+    found = re.search(r'<form[^>]*id="queue-add-form".*?</form>', page, re.S)
+    return re.findall(r'<option value="([^"]+)"', found.group(0)) if found else []
+
+
+async def test_add_to_an_existing_hand_picked_queue(
+    client: httpx.AsyncClient, seeded: DuckDBStore
+) -> None:
+    assert queue_choices((await client.get(f"/traces/{tid(9)}")).text) == []
+    ok = label_spec("ok", boolean=True)
+    create_queue(seeded, QueueSpec("sample", "random", 3, ok, SpanFilter("default"), seed=1))
+    create_queue(seeded, QueueSpec("full", HAND_PICKED, 1, ok, SpanFilter("default")))
+    token = await _token(client, tid(8))
+    new = {"csrf_token": token, "mode": "new", "queue": "review-8", "label_name": "quality",
+           "label_kind": "boolean"}  # fmt: skip
+    assert (await client.post(f"/traces/{tid(8)}/queue", data=new)).status_code == 303
+    full = {"csrf_token": token, "mode": "existing", "existing": "full"}
+    assert (await client.post(f"/traces/{tid(8)}/queue", data=full)).status_code == 303
+
+    # Only hand-picked queues with room are offered: not the sample, not the full one.
+    t = tid(9)
+    page = (await client.get(f"/traces/{t}")).text
+    assert queue_choices(page) == ["review-8"]
+    assert "review-8 · quality · 1 item<" in html.unescape(page)
+    data = {"csrf_token": csrf_of(page), "mode": "existing", "existing": "review-8"}
+    r = await client.post(f"/traces/{t}/queue", data=data)
+    assert r.status_code == 303
+    shown = html.unescape((await client.get(r.headers["location"])).text)
+    assert "Added this trace to queue 'review-8' (now 2 items)" in shown
+    items = seeded.list_queue_items("default", "review-8")
+    assert [(i.item_id, i.trace_id, i.span_id) for i in items] == [
+        (1, tid(8), sid(8, 1)),
+        (2, t, sid(9, 1)),
+    ]
+    assert items[1].input_text == "question 9 about refunds" and items[1].label_span_id
+    assert items[1].context["reason"]["added_by"] == "dashboard"
+    assert items[1].context["reason"]["why"] == "picked on the trace page"
+
+    # Again: nothing is added, and the message says so.
+    r = await client.post(f"/traces/{t}/queue", data=data)
+    shown = html.unescape((await client.get(r.headers["location"])).text)
+    assert "This trace is already in queue 'review-8'; nothing was added." in shown
+    assert len(seeded.list_queue_items("default", "review-8")) == 2
+
+    cases = [
+        ({"existing": "sample"}, 409, "is a random sample"),
+        ({"existing": "full"}, 409, "may hold at most 1"),
+        ({"existing": "nope"}, 404, "no queue named 'nope'"),
+        ({"existing": ""}, 400, "choose a hand-picked queue"),
+        ({"mode": "other"}, 400, "mode 'other' must be existing or new"),
+    ]
+    for extra, status, message in cases:
+        r = await client.post(f"/traces/{t}/queue", data={**data, **extra})
+        assert r.status_code == status, (extra, r.text)
+        assert message in html.unescape(r.text), (extra, r.text)
+    # A new queue under a hand-picked queue's name points at the list.
+    r = await client.post(f"/traces/{t}/queue", data={**new, "csrf_token": data["csrf_token"]})
+    assert r.status_code == 409 and "choose it under" in html.unescape(r.text)
+    r = await client.post(
+        f"/traces/{t}/queue", data={**new, "queue": "sample", "csrf_token": data["csrf_token"]}
+    )
+    assert r.status_code == 409 and "random queue, whose items are fixed" in html.unescape(r.text)
+    # Without the CSRF token nothing is added.
+    r = await client.post(f"/traces/{tid(10)}/queue", data={**data, "csrf_token": "forged"})
+    assert r.status_code == 403
+    assert len(seeded.list_queue_items("default", "review-8")) == 2
+    sample = seeded.get_queue("default", "sample")
+    assert sample is not None and sample.item_count == 3
 
 
 async def test_promote_adds_a_case_with_provenance_and_links_the_golden_set(
