@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -570,6 +570,30 @@ def _text(form: Any, key: str, limit: int) -> str | None:
     return value or None
 
 
+async def _finish(
+    request: Request,
+    ctx: PageContext,
+    queue: Queue,
+    number: int,
+    who: str,
+    action: str,
+    finish: Callable[..., Any],
+    *args: Any,
+) -> Response:
+    """Label or skip an item through the queue function ``finish``, then open the next
+    one; losing the item to someone else is a message, not an error."""
+    try:
+        await asyncio.to_thread(finish, ctx.store, ctx.project, queue.name, number, who, *args)
+    except QueueNotFoundError as exc:
+        raise PageError(404, str(exc)) from None
+    except QueueConflictError:
+        message = await asyncio.to_thread(_conflict, ctx.store, queue, number, who, action)
+        return await _advance(request, ctx, queue, who, number, message)
+    except QueueError as exc:
+        raise PageError(400, str(exc)) from None
+    return await _advance(request, ctx, queue, who, number, None)
+
+
 @router.post("/annotate/{name}/items/{item_id}/label")
 async def label(request: Request, name: str, item_id: str) -> Response:
     """Store the label (as the API does) and open the next item."""
@@ -582,18 +606,9 @@ async def label(request: Request, name: str, item_id: str) -> Response:
             f"choose a label before submitting: {queue.label.name} must be "
             f"{queue.label.describe()} (press a number key, then Enter)",
         )
-    try:
-        await asyncio.to_thread(
-            label_item, ctx.store, ctx.project, queue.name, number, who, value, comment
-        )
-    except QueueNotFoundError as exc:
-        raise PageError(404, str(exc)) from None
-    except QueueConflictError:
-        message = await asyncio.to_thread(_conflict, ctx.store, queue, number, who, "label")
-        return await _advance(request, ctx, queue, who, number, message)
-    except QueueError as exc:
-        raise PageError(400, str(exc)) from None
-    return await _advance(request, ctx, queue, who, number, None)
+    return await _finish(
+        request, ctx, queue, number, who, "label", label_item, value, comment
+    )
 
 
 @router.post("/annotate/{name}/items/{item_id}/skip")
@@ -601,16 +616,7 @@ async def skip(request: Request, name: str, item_id: str) -> Response:
     """Mark the item skipped (nobody is offered it again) and open the next one."""
     form, ctx, queue, number, who = await _acting(request, name, item_id)
     reason = _text(form, "comment", 2_000)
-    try:
-        await asyncio.to_thread(skip_item, ctx.store, ctx.project, queue.name, number, who, reason)
-    except QueueNotFoundError as exc:
-        raise PageError(404, str(exc)) from None
-    except QueueConflictError:
-        message = await asyncio.to_thread(_conflict, ctx.store, queue, number, who, "skip")
-        return await _advance(request, ctx, queue, who, number, message)
-    except QueueError as exc:
-        raise PageError(400, str(exc)) from None
-    return await _advance(request, ctx, queue, who, number, None)
+    return await _finish(request, ctx, queue, number, who, "skip", skip_item, reason)
 
 
 @router.post("/annotate/{name}/items/{item_id}/release")
