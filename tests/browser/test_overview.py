@@ -28,8 +28,18 @@ def test_overview_draws_every_chart_and_splits_by_another_dimension(page: Any) -
 
 
 @pytest.mark.parametrize("path", [p for p, _ in NAV])
-def test_every_page_in_the_navigation_loads_without_console_errors(page: Any, path: str) -> None:
+def test_every_page_in_the_navigation_loads_offline_without_console_errors(
+    page: Any, server: str, path: str
+) -> None:
+    elsewhere: list[str] = []
+
+    def record(request: Any) -> None:
+        if not request.url.startswith((server, "data:")):
+            elsewhere.append(request.url)
+
+    page.on("request", record)
     response = page.goto(path)
     assert response is not None and response.status == 200
     page.wait_for_load_state("networkidle")
     assert page.locator("header.top nav a.active").get_attribute("href") == path
+    assert elsewhere == [], "a page needs the network"
