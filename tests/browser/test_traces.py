@@ -81,3 +81,30 @@ def test_promoting_a_trace_to_a_golden_set(page: Any) -> None:
     assert case["expected"] == output
     assert case["metadata"]["provenance"]["trace_id"] == trace_id
     assert golden["short"] in flash.inner_text()
+
+
+def test_sending_traces_to_a_hand_picked_queue(page: Any) -> None:
+    page.goto("/traces?route=/answer&range=all")
+    rows = page.locator("#traces tbody tr")
+    first, second = (rows.nth(i).get_attribute("data-trace") for i in range(2))
+    page.goto(f"/traces/{first}")
+    page.locator("#act-queue summary").click()
+    page.fill("#queue-form input[name=queue]", "browser-picked")
+    page.select_option("#queue-form select[name=label_kind]", "scale")
+    page.fill("#queue-form input[name=label_values]", "1-5")
+    with page.expect_navigation():
+        page.click("#queue-form button[type=submit]")
+    flash = page.locator(".banner.flash")
+    assert "Queue 'browser-picked' created with this trace" in flash.inner_text()
+    # The next trace goes into the same queue, chosen from the list.
+    page.goto(f"/traces/{second}")
+    page.locator("#act-queue summary").click()
+    page.select_option("#queue-add-form select[name=existing]", "browser-picked")
+    shot(page, "trace-queue")
+    with page.expect_navigation():
+        page.click("#queue-add-form button[type=submit]")
+    assert "Added this trace to queue 'browser-picked' (now 2 items)" in (
+        page.locator(".banner.flash").inner_text()
+    )
+    items = page.request.get("/api/v1/queues/browser-picked/items").json()["items"]
+    assert [i["trace_id"] for i in items] == [first, second]
