@@ -69,6 +69,8 @@ def test_create_empty_and_add_traces(env: dict[str, str], spans: list[Span]) -> 
         (c.trace_id, c.span_id),
     ]
     assert shown["item_list"][0]["context"]["reason"]["added_by"] == "ana"
+    text = run(env, "queues", "show", "picked").output
+    assert "picked · hand-picked · label topic (category)" in text and "seed" not in text
     item = run(env, "queues", "next", "picked", "--as", "bo")
     assert item.exit_code == 0 and "item 1 of 4" in item.output
 

@@ -337,8 +337,10 @@ def show_command(
         print_json({**queue, "item_list": items} if with_items or status else queue)
         return
     p = queue["progress"]
+    # A hand-picked queue draws nothing, so its seed means nothing.
+    seed = "" if queue["strategy"] == "hand-picked" else f" · seed {queue['seed']}"
     console.print(
-        f"[bold]{queue['name']}[/] · {queue['strategy']} · seed {queue['seed']} · label "
+        f"[bold]{queue['name']}[/] · {queue['strategy']}{seed} · label "
         f"{queue['label']['name']} ({queue['label']['kind']}) · created "
         f"{queue['created_at'][:19]} by {escape(queue['created_by'] or '-')}",
         highlight=False,
