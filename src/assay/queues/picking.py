@@ -197,6 +197,8 @@ def add_items(
         added = store.add_queue_items(project, queue_name, _items(queue_name, unique, why))
     except StoreError:
         after = get_queue(store, project, queue_name)  # gone meanwhile: not found
+        if after.item_count + len(unique) <= after.size:
+            raise  # not the size: the store's own failure, as it said
         raise QueueConflictError(
             f"queue {queue_name!r} holds {after.item_count:,} items and may hold at most "
             f"{after.size:,} (its size); {len(unique)} more would pass that, so nothing was "
