@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from assay.queues.values import PROBABILITY_SAMPLES
+
 if TYPE_CHECKING:
     from assay.stats import (
         Calibrator,
@@ -52,7 +54,7 @@ LABEL_SOURCES: tuple[str, ...] = ("reviewer", "user")
 #: Recalibration methods (``assay.stats.fit_calibrator``).
 METHODS: tuple[str, ...] = ("isotonic", "platt")
 #: Queue strategies that draw items with a known inclusion probability.
-PROBABILITY_STRATEGIES: tuple[str, ...] = ("random", "stratified")
+PROBABILITY_STRATEGIES: tuple[str, ...] = PROBABILITY_SAMPLES
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
