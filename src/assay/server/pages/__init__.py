@@ -22,6 +22,8 @@ from urllib.parse import quote, unquote, urlencode
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from assay import __version__
@@ -330,6 +332,24 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CsrfError)
     async def _csrf(request: Request, exc: CsrfError) -> Response:
         return render(request, "error.html", title="Form expired", status=403, message=str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # The API keeps FastAPI's JSON 422; a page answers with a page that names the field.
+        if request.url.path.startswith(("/api/", "/v1/", "/docs", "/openapi")):
+            return await request_validation_exception_handler(request, exc)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return render(
+            request,
+            "error.html",
+            title="Not available",
+            status=400,
+            message=f"this address has a value the page cannot use ({problems}); fix it in "
+            "the address bar or start again from the navigation",
+        )
 
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> Response:
