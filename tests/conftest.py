@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -13,6 +17,7 @@ from fastapi import FastAPI
 from assay import synthetic
 from assay.server import create_app
 from assay.settings import Settings
+from assay.store import open_store
 from assay.store.duckdb import DuckDBStore
 
 pytest_plugins = ["pytester"]
@@ -26,12 +31,55 @@ def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "assay.duckdb")
 
 
-# Storage tests are parametrized over every backend; DuckDB is the only one so far.
-@pytest.fixture(params=["duckdb"])
-def store(request: pytest.FixtureRequest, db_path: str) -> Iterator[DuckDBStore]:
-    st = DuckDBStore(db_path)
-    yield st
-    st.close()
+#: Every store backend the suite can run on: DuckDB, ClickHouse in-process (chDB), and a
+#: real ClickHouse server when ASSAY_TEST_CLICKHOUSE_URL is set (a fresh database per test).
+BACKENDS = ["duckdb", "chdb"] + (
+    ["clickhouse"] if os.environ.get("ASSAY_TEST_CLICKHOUSE_URL") else []
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "all_backends: run this module's `store` tests on every store backend"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # tests/store/ and modules marked all_backends run on every backend; the rest on
+    # DuckDB, the default, so the whole suite is not paid twice.
+    if "store" not in metafunc.fixturenames:
+        return
+    every = metafunc.definition.get_closest_marker("all_backends") is not None or (
+        Path(str(metafunc.definition.path)).parent.name == "store"
+    )
+    metafunc.parametrize("store", BACKENDS if every else ["duckdb"], indirect=True)
+
+
+def store_url(backend: str, tmp_path: Path) -> str:
+    """A fresh store location on ``backend``."""
+    if backend == "chdb":
+        return f"chdb://{tmp_path / 'chdb'}"
+    if backend == "clickhouse":
+        base = urlsplit(os.environ["ASSAY_TEST_CLICKHOUSE_URL"])
+        return urlunsplit(base._replace(path=f"/assay_test_{uuid.uuid4().hex[:12]}"))
+    return str(tmp_path / "assay.duckdb")
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, db_path: str, tmp_path: Path) -> Iterator[DuckDBStore]:
+    """A fresh store on the backend the test is parametrized with (DuckDB by default)."""
+    backend: str = getattr(request, "param", "duckdb")
+    if backend == "duckdb":
+        st: Any = DuckDBStore(db_path)
+    else:
+        pytest.importorskip("chdb", reason='ClickHouse backend: pip install "assay[clickhouse]"')
+        st = open_store(store_url(backend, tmp_path))
+    try:
+        yield st
+    finally:
+        if backend == "clickhouse":
+            st.cmd(f"DROP DATABASE IF EXISTS `{st.database}`")
+        st.close()
 
 
 @pytest.fixture

@@ -510,15 +510,24 @@ class Store(Protocol):
 def open_store(
     url: str, read_only: bool = False, memory_limit: str | None = None, threads: int = 0
 ) -> Store:
-    """Open the store a URL or path names (a path or ``duckdb:///path`` is DuckDB)."""
+    """Open the store a URL or path names: a path or ``duckdb:///path`` is DuckDB;
+    ``clickhouse://``, ``clickhouses://`` and ``chdb://`` are ClickHouse (the
+    ``assay[clickhouse]`` extra)."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme in ("clickhouse", "clickhouses", "chdb"):
+        from typing import cast
+
+        from assay.store.clickhouse_store import ClickHouseStore
+
+        # TODO(issue 7): drop the cast once every table mixin is implemented.
+        return cast(Store, ClickHouseStore(url))
     from assay.store.duckdb import DuckDBStore
 
-    path = url.removeprefix("duckdb://") if url.startswith("duckdb://") else url
+    path = url.removeprefix("duckdb://") if scheme == "duckdb" else url
     if "://" in path:
-        scheme = url.split("://", 1)[0]
         raise StoreError(
-            f"store {url!r}: scheme {scheme!r} is not supported yet; use a file path "
-            "such as ./assay.duckdb"
+            f"store {url!r}: scheme {scheme!r} is not supported; use a file path such as "
+            "./assay.duckdb, clickhouse://user:pass@host:8123/db or chdb:///path/to/dir"
         )
     return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)
 

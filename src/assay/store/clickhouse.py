@@ -1,0 +1,371 @@
+"""The ClickHouse store: the same :class:`~assay.store.Store` on a ClickHouse server, a
+cluster, or chDB (ClickHouse in-process) — one SQL dialect, one client library.
+
+``clickhouse://user:pass@host:8123/db`` (``clickhouses://`` for TLS) reaches a server over
+HTTP with clickhouse-connect; ``chdb:///path/to/dir`` runs the same SQL in this process
+through chDB's clickhouse-connect backend (how the test suite exercises this module with
+no server). ``?cluster=NAME`` creates replicated tables and distributed tables over them.
+
+Tables are MergeTree families designed for ClickHouse: spans are a ReplacingMergeTree
+partitioned by month and ordered by (project, start_time, trace_id, span_id), so a resent
+span collapses onto the stored one and time-range queries of one project read only their
+granules; mutable records (projects, keys, runs, queue items, leases …) are
+ReplacingMergeTree tables versioned by a write time and read with ``FINAL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from assay.store import StoreError
+
+INSTALL = 'pip install "assay[clickhouse]"'
+def utc(dt: datetime | None) -> datetime | None:
+    """A datetime read from ClickHouse (naive UTC or aware) as aware UTC."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class Params:
+    """Server-side query parameters: ``p(value, "String")`` returns ``{p0:String}``."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self._n = itertools.count()
+
+    def __call__(self, value: Any, type_: str) -> str:
+        name = f"p{next(self._n)}"
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        self.values[name] = value
+        return "{" + f"{name}:{type_}" + "}"
+
+
+TIME = "DateTime64(6, 'UTC')"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a ClickHouse store lives, parsed from its URL."""
+
+    kind: str  # "http" or "chdb"
+    database: str
+    host: str = ""
+    port: int = 8123
+    username: str = "default"
+    password: str = ""
+    secure: bool = False
+    path: str = ""
+    cluster: str | None = None
+
+
+def parse_url(url: str) -> Target:
+    """``clickhouse[s]://user:pass@host:port/db?cluster=C`` or ``chdb:///dir[?database=db]``."""
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"cluster", "database"}
+    if unknown:
+        raise StoreError(
+            f"store URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            "use ?cluster=NAME (and ?database=NAME for chdb)"
+        )
+    if parts.scheme == "chdb":
+        path = unquote(parts.path or "")
+        if not path:
+            raise StoreError(
+                f"store URL {url!r} names no directory; use chdb:///absolute/path/to/dir"
+            )
+        return Target("chdb", query.get("database", "assay"), path=path)
+    if parts.scheme not in ("clickhouse", "clickhouses"):
+        raise StoreError(f"store URL {url!r} is not clickhouse://, clickhouses:// or chdb://")
+    if not parts.hostname:
+        raise StoreError(f"store URL {url!r} names no host; e.g. clickhouse://ch-host:8123/assay")
+    database = (parts.path or "/").strip("/") or "assay"
+    secure = parts.scheme == "clickhouses"
+    return Target(
+        "http",
+        database,
+        host=parts.hostname,
+        port=parts.port or (8443 if secure else 8123),
+        username=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        secure=secure,
+        cluster=query.get("cluster"),
+    )
+
+
+def connect(target: Target) -> Any:
+    """A clickhouse-connect client for ``target`` (the chdb backend for chdb://)."""
+    try:
+        import clickhouse_connect
+    except ImportError:
+        raise StoreError(f"the ClickHouse store needs clickhouse-connect: {INSTALL}") from None
+    try:
+        if target.kind == "chdb":
+            try:
+                import chdb  # noqa: F401
+            except ImportError:
+                raise StoreError(
+                    f"chdb:// runs ClickHouse in-process with chDB: {INSTALL} chdb"
+                ) from None
+            return clickhouse_connect.get_client(dsn=f"chdb://{target.path}")
+        return clickhouse_connect.get_client(
+            host=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            secure=target.secure,
+            # Sessions serialize queries; the store issues them from many threads.
+            autogenerate_session_id=False,
+            connect_timeout=10,
+            send_receive_timeout=300,
+        )
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"cannot reach ClickHouse ({target.kind}): {exc}") from None
+
+
+class Schema:
+    """Renders table DDL for a single node or a cluster (replicated + distributed)."""
+
+    def __init__(self, database: str, cluster: str | None) -> None:
+        self.database = database
+        self.cluster = cluster
+
+    def on_cluster(self) -> str:
+        """``ON CLUSTER`` clause, when there is a cluster."""
+        return f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+
+    def table(
+        self,
+        name: str,
+        columns: str,
+        *,
+        engine: str = "ReplacingMergeTree",
+        version: str | None = None,
+        order_by: str,
+        partition_by: str | None = None,
+        extra: str = "",
+    ) -> list[str]:
+        """``CREATE TABLE`` statements: one table, or a replicated local table plus a
+        Distributed table of the same name, so queries never name the local one."""
+        args = version or ""
+        local = name
+        if self.cluster:
+            local = f"{name}_local"
+            path = f"'/clickhouse/tables/{{shard}}/{self.database}/{local}', '{{replica}}'"
+            args = f"{path}, {version}" if version else path
+            engine = f"Replicated{engine}"
+        clauses = f"ENGINE = {engine}({args})"
+        if partition_by:
+            clauses += f" PARTITION BY {partition_by}"
+        clauses += f" ORDER BY {order_by} {extra}"
+        out = [
+            f"CREATE TABLE IF NOT EXISTS `{self.database}`.`{local}`{self.on_cluster()} "
+            f"({columns}) {clauses}"
+        ]
+        if self.cluster:
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS `{self.database}`.`{name}`{self.on_cluster()} "
+                f"AS `{self.database}`.`{local}` ENGINE = Distributed(`{self.cluster}`, "
+                f"`{self.database}`, `{local}`, rand())"
+            )
+        return out
+
+
+def _spans_ddl(schema: Schema) -> list[str]:
+    return schema.table(
+        "spans",
+        """
+        project LowCardinality(String),
+        trace_id String,
+        span_id String,
+        parent_span_id Nullable(String),
+        service LowCardinality(Nullable(String)),
+        name String,
+        kind LowCardinality(String),
+        otel_kind LowCardinality(String),
+        start_time DateTime64(6, 'UTC'),
+        end_time DateTime64(6, 'UTC'),
+        duration_ms Float64,
+        status LowCardinality(String),
+        status_message Nullable(String),
+        operation LowCardinality(Nullable(String)),
+        provider LowCardinality(Nullable(String)),
+        model LowCardinality(Nullable(String)),
+        request_model LowCardinality(Nullable(String)),
+        input_tokens Nullable(Int64),
+        output_tokens Nullable(Int64),
+        cached_input_tokens Nullable(Int64),
+        total_tokens Nullable(Int64),
+        cost Nullable(Float64),
+        input_text Nullable(String),
+        output_text Nullable(String),
+        input_messages Nullable(String),
+        output_messages Nullable(String),
+        finish_reason LowCardinality(Nullable(String)),
+        session_id Nullable(String),
+        user_id Nullable(String),
+        release LowCardinality(Nullable(String)),
+        route LowCardinality(Nullable(String)),
+        environment LowCardinality(Nullable(String)),
+        scope Nullable(String),
+        attributes String,
+        resource_attributes String,
+        events String,
+        ingested_at DateTime64(6, 'UTC') DEFAULT now64(6),
+        INDEX trace_idx trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+        INDEX input_idx lower(coalesce(input_text, '')) TYPE ngrambf_v1(3, 65536, 2, 0)
+            GRANULARITY 1,
+        INDEX output_idx lower(coalesce(output_text, '')) TYPE ngrambf_v1(3, 65536, 2, 0)
+            GRANULARITY 1
+        """,
+        version="ingested_at",
+        partition_by="toYYYYMM(start_time)",
+        order_by="(project, start_time, trace_id, span_id)",
+    )
+
+
+def _base_migrations(schema: Schema) -> list[tuple[str, list[str]]]:
+    return [
+        ("m001_spans", _spans_ddl(schema)),
+        (
+            "m002_projects_and_keys",
+            schema.table(
+                "projects",
+                "name String, created_at DateTime64(6, 'UTC')",
+                version="created_at",
+                order_by="name",
+                # The first creation wins: a later create of the same project changes nothing.
+            )
+            + schema.table(
+                "api_keys",
+                """key_id String, project String, prefix String, key_hash String,
+                created_at DateTime64(6, 'UTC'), revoked UInt8, version UInt64""",
+                version="version",
+                order_by="key_id",
+            ),
+        ),
+        (
+            "m010_meta",
+            schema.table(
+                "meta",
+                "key String, value String, version UInt64",
+                version="version",
+                order_by="key",
+            ),
+        ),
+    ]
+
+
+class ClickHouseBase:
+    """Connection, migrations and query helpers shared by the ClickHouse table mixins."""
+
+    #: Extra migrations contributed by table mixins: (name, DDL builder).
+    MIXIN_MIGRATIONS: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        self.url = url
+        self.target = parse_url(url)
+        self.database = self.target.database
+        self.schema = Schema(self.database, self.target.cluster)
+        self._client = client if client is not None else connect(self.target)
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def q(self, sql: str, params: Params | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a query (``{db}`` in the SQL is this store's database)."""
+        values = params.values if isinstance(params, Params) else (params or {})
+        try:
+            result = self._client.query(sql.replace("{db}", f"`{self.database}`"), values)
+        except Exception as exc:
+            raise StoreError(f"ClickHouse query failed: {exc}") from None
+        return [tuple(r) for r in result.result_rows]
+
+    def cmd(self, sql: str, params: Params | dict[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing."""
+        values = params.values if isinstance(params, Params) else (params or {})
+        try:
+            self._client.command(sql.replace("{db}", f"`{self.database}`"), values or None)
+        except Exception as exc:
+            raise StoreError(f"ClickHouse statement failed: {exc}") from None
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert Python rows (datetimes are stored as UTC)."""
+        if not rows:
+            return
+        fixed = [
+            [v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v for v in r]
+            for r in rows
+        ]
+        try:
+            self._client.insert(table, fixed, column_names=list(columns), database=self.database)
+        except Exception as exc:
+            raise StoreError(f"ClickHouse insert into {table} failed: {exc}") from None
+
+    @staticmethod
+    def version() -> int:
+        """A monotonically growing version for ReplacingMergeTree rows (nanoseconds)."""
+        return time.time_ns()
+
+    def _migrate(self) -> None:
+        on = self.schema.on_cluster()
+        self.cmd(f"CREATE DATABASE IF NOT EXISTS `{self.database}`{on}")
+        for ddl in self.schema.table(
+            "assay_migrations",
+            "name String, applied_at DateTime64(6, 'UTC') DEFAULT now64(6)",
+            engine="ReplacingMergeTree",
+            version="applied_at",
+            order_by="name",
+        ):
+            self.cmd(ddl)
+        done = {r[0] for r in self.q("SELECT name FROM {db}.assay_migrations FINAL")}
+        steps = _base_migrations(self.schema) + [
+            (name, build(self.schema)) for name, build in self.MIXIN_MIGRATIONS
+        ]
+        for name, statements in sorted(steps, key=lambda s: s[0]):
+            if name in done:
+                continue
+            # DDL is IF NOT EXISTS: a migration interrupted half-way is simply re-run.
+            for ddl in statements:
+                self.cmd(ddl)
+            self.insert_rows("assay_migrations", ["name"], [[name]])
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations this database has applied, in order."""
+        rows = self.q("SELECT name FROM {db}.assay_migrations FINAL ORDER BY applied_at, name")
+        return [r[0] for r in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        """A database-level fact, or None when unset."""
+        p = Params()
+        rows = self.q(f"SELECT value FROM {{db}}.meta FINAL WHERE key = {p(key, 'String')}", p)
+        return None if not rows else str(rows[0][0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a database-level fact (replacing any previous value)."""
+        self.insert_rows("meta", ["key", "value", "version"], [[key, value, self.version()]])
+
+    def close(self) -> None:
+        """Release the connection (for chDB, the in-process engine)."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+
