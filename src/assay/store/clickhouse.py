@@ -237,6 +237,8 @@ def _spans_ddl(schema: Schema) -> list[str]:
 
 
 def _base_migrations(schema: Schema) -> list[tuple[str, list[str]]]:
+    from assay.store.clickhouse_leases import leases_ddl
+
     return [
         ("m001_spans", _spans_ddl(schema)),
         (
@@ -256,6 +258,7 @@ def _base_migrations(schema: Schema) -> list[tuple[str, list[str]]]:
                 order_by="key_id",
             ),
         ),
+        ("m005_leases", leases_ddl(schema)),
         (
             "m010_meta",
             schema.table(
