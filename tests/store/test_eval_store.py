@@ -89,9 +89,12 @@ def test_trials_are_idempotent_and_failed_ones_are_retried(store: Store) -> None
 
 
 def test_iter_trials_streams_in_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import assay.store.clickhouse_evals as ch_evals
     import assay.store.duckdb_evals as evals
 
+    # Small pages on every backend, so paging itself is what is tested.
     monkeypatch.setattr(evals, "_TRIAL_PAGE", 3)
+    monkeypatch.setattr(ch_evals, "_TRIAL_PAGE", 3)
     store.create_run(run())
     store.record_trials("p", [trial(f"c{i}", k) for i in range(4) for k in range(2)])
     got = [(t.case_id, t.trial) for t in store.iter_trials("p", "r1")]
