@@ -24,7 +24,8 @@ class SettingsError(ValueError):
 class Settings:
     """Every knob of assay. Environment variable = ``ASSAY_`` + upper-case field name."""
 
-    #: DuckDB file the server owns (``ASSAY_DB``).
+    #: Where data lives (``ASSAY_DB``): a DuckDB file the server owns, or a ClickHouse URL
+    #: (``clickhouse://``, ``clickhouses://``, ``chdb://``).
     db: str = "assay.duckdb"
     host: str = "127.0.0.1"
     port: int = 7800

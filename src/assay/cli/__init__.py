@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "quality": "assay.cli.calibrate:quality",
     "projects": "assay.cli.keys:projects",
     "keys": "assay.cli.keys:keys",
+    "store": "assay.cli.store:store",
     "demo": "assay.cli.demo:demo",
 }
 

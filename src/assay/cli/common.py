@@ -51,7 +51,9 @@ def connect(settings: Settings, create: bool = False) -> Iterator[httpx.Client]:
             remote.close()
         return
     remote.close()
-    if not create and not os.path.exists(settings.db):
+    from assay.store import is_url
+
+    if not create and not is_url(settings.db) and not os.path.exists(settings.db):
         raise click.ClickException(
             f"no assay server answers at {settings.url} and there is no database at "
             f"{settings.db!r}. Start one with `assay serve`, or set ASSAY_URL / ASSAY_DB."

@@ -16,7 +16,14 @@ from assay.cli.common import err_console, settings_from_env
 )
 @click.option("--port", envvar="ASSAY_PORT", type=int, default=None, help="Port [default: 7800].")
 @click.option(
-    "--db", envvar="ASSAY_DB", default=None, help="DuckDB file [default: ./assay.duckdb]."
+    "--db",
+    "--store",
+    "db",
+    envvar="ASSAY_DB",
+    default=None,
+    help="Where data lives: a DuckDB file [default: ./assay.duckdb], or a ClickHouse URL "
+    "(clickhouse://user:pass@host:8123/db, clickhouses://…, chdb:///dir; the "
+    "assay[clickhouse] extra).",
 )
 @click.option(
     "--prices",
@@ -46,7 +53,7 @@ def serve(
         table = load_prices(settings.prices)
     except PriceTableError as exc:
         raise click.ClickException(str(exc)) from None
-    from assay.store import open_store
+    from assay.store import open_store, redact
 
     try:
         store = open_store(
@@ -59,7 +66,7 @@ def serve(
     app = create_app(settings, store=store, prices=table, close_store=True)
     where = f"http://{settings.host}:{settings.port}"
     err_console.print(
-        f"assay: database {settings.db}; OTLP at {where}/v1/traces; API docs "
+        f"assay: store {redact(settings.db)}; OTLP at {where}/v1/traces; API docs "
         f"at {where}/docs"
         + (
             ""

@@ -532,4 +532,22 @@ def open_store(
     return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)
 
 
-__all__ = ["Store", "StoreError", "StoreLockedError", "open_store"]
+def is_url(location: str) -> bool:
+    """Whether a store location is a URL (``clickhouse://…``) rather than a file path."""
+    return "://" in location and not location.startswith("duckdb://")
+
+
+def redact(location: str) -> str:
+    """A store location fit for logs: a URL's password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in location:
+        return location
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+__all__ = ["Store", "StoreError", "StoreLockedError", "is_url", "open_store", "redact"]

@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -363,6 +363,85 @@ class ClickHouseBase:
     def set_meta(self, key: str, value: str) -> None:
         """Set a database-level fact (replacing any previous value)."""
         self.insert_rows("meta", ["key", "value", "version"], [[key, value, self.version()]])
+
+    # -- whole-table access for `assay store migrate` (assay.store.transfer) ----------
+
+    def _engines(self) -> dict[str, str]:
+        p = Params()
+        rows = self.q(
+            f"SELECT name, engine FROM system.tables WHERE database = {p(self.database, 'String')}",
+            p,
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def transfer_tables(self) -> list[str]:
+        """Names of the tables (a cluster's distributed tables, not their local parts)."""
+        return sorted(n for n in self._engines() if not n.endswith("_local"))
+
+    def transfer_columns(self, table: str) -> dict[str, str]:
+        """Column name -> ClickHouse type, in table order."""
+        p = Params()
+        rows = self.q(
+            f"SELECT name, type FROM system.columns WHERE database = {p(self.database, 'String')}"
+            f" AND table = {p(table, 'String')} ORDER BY position",
+            p,
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def _final(self, table: str) -> str:
+        engines = self._engines()
+        engine = engines.get(f"{table}_local", engines.get(table, ""))
+        return " FINAL" if "Replacing" in engine else ""
+
+    def read_batches(
+        self, table: str, columns: list[str], rows: int, where: str = ""
+    ) -> Iterator[Any]:
+        """The rows of ``table`` as Arrow tables (strings as strings, latest versions)."""
+        cols = ", ".join(f"`{c}`" for c in columns)
+        sql = f"SELECT {cols} FROM `{self.database}`.`{table}`{self._final(table)}"
+        if where:
+            sql += f" WHERE {where}"
+        import pyarrow as pa
+
+        try:
+            with self._client.query_arrow_stream(
+                sql, settings={"output_format_arrow_string_as_string": 1}
+            ) as stream:
+                for batch in stream:
+                    yield pa.Table.from_batches([batch])
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"reading {table} from ClickHouse failed: {exc}") from None
+
+    def span_months(self) -> list[str]:
+        """``YYYY-MM`` of every month that has spans."""
+        rows = self.q(
+            "SELECT DISTINCT formatDateTime(start_time, '%Y-%m') AS m FROM {db}.spans ORDER BY m"
+        )
+        return [r[0] for r in rows]
+
+    def write_table(self, table: str, data: Any) -> None:
+        """Write rows; versioned tables get a version newer than anything stored."""
+        if table == "spans":
+            self.insert_arrow(data)  # type: ignore[attr-defined]
+            return
+        import pyarrow as pa
+
+        types = self.transfer_columns(table)
+        if "version" in types and "version" not in data.column_names:
+            data = data.append_column(
+                "version", pa.array([self.version()] * data.num_rows, type=pa.uint64())
+            )
+        try:
+            self._client.insert_arrow(table, data, database=self.database)
+        except Exception as exc:
+            raise StoreError(f"writing {table} to ClickHouse failed: {exc}") from None
+
+    def count_rows(self, table: str) -> int:
+        """Rows in ``table`` after deduplication."""
+        rows = self.q(f"SELECT count() FROM `{self.database}`.`{table}`{self._final(table)}")
+        return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
         """Release the connection (for chDB, the in-process engine)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,6 +199,78 @@ class DuckDBStore(
         """Checkpoint and release the file."""
         with contextlib.suppress(duckdb.Error):
             self._con.close()
+
+    # -- whole-table access for `assay store migrate` (assay.store.transfer) ----------
+
+    def transfer_tables(self) -> list[str]:
+        """Names of the tables in this database."""
+        rows = self._cursor().execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "ORDER BY table_name"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def transfer_columns(self, table: str) -> dict[str, str]:
+        """Column name -> DuckDB type, in table order."""
+        rows = self._cursor().execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def read_batches(
+        self, table: str, columns: list[str], rows: int, where: str = ""
+    ) -> Iterator[pa.Table]:
+        """The rows of ``table`` in Arrow batches of about ``rows``."""
+        cols = ", ".join(f'"{c}"' for c in columns)
+        sql = f'SELECT {cols} FROM "{table}"' + (f" WHERE {where}" if where else "")
+        reader = self._cursor().sql(sql).to_arrow_reader(rows)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+
+    def span_months(self) -> list[str]:
+        """``YYYY-MM`` of every month that has spans."""
+        rows = self._cursor().execute(
+            "SELECT DISTINCT strftime(start_time, '%Y-%m') AS m FROM spans ORDER BY m"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def write_table(self, table: str, data: pa.Table) -> None:
+        """Upsert rows by primary key (spans already stored are kept as they are)."""
+        if table == "spans":
+            self.insert_arrow(data)
+            return
+        cols = ", ".join(f'"{c}"' for c in data.column_names)
+        row = self._cursor().execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() "
+            "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [table],
+        ).fetchone()
+        key = list(row[0]) if row else []
+        rest = [c for c in data.column_names if c not in key]
+        # The primary key names the conflict: a table may have other UNIQUE constraints.
+        action = (
+            "UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
+            if rest
+            else "NOTHING"
+        )
+        upsert = f" ON CONFLICT ({', '.join(key)}) DO {action}" if key else ""
+        with self._write_lock:
+            cur = self._cursor()
+            cur.register("assay_transfer", data)
+            try:
+                cur.execute(
+                    f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM assay_transfer{upsert}'
+                )
+            finally:
+                cur.unregister("assay_transfer")
+                cur.close()
+
+    def count_rows(self, table: str) -> int:
+        """Rows in ``table``."""
+        row = self._cursor().execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        return int(row[0]) if row else 0
 
     # -- spans ----------------------------------------------------------------------
 
