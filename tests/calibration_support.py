@@ -10,6 +10,8 @@ import pyarrow as pa
 
 from assay.feedback import make_feedback
 from assay.model import Feedback, Span
+from assay.queues.values import LABELLED, Queue, QueueItem, label_spec
+from assay.store import Store
 from assay.store.duckdb import DuckDBStore
 
 P = "default"
@@ -75,9 +77,13 @@ def label(
     )
 
 
-def bulk_add(store: DuckDBStore, records: Sequence[Feedback]) -> None:
-    """Many feedback records at once: the rows add_feedback writes, in one insert (its
-    row-by-row insert would dominate these tests' time)."""
+def bulk_add(store: Store, records: Sequence[Feedback]) -> None:
+    """Many feedback records at once. On DuckDB, the rows add_feedback writes in one insert
+    (its row-by-row insert would dominate these tests' time); elsewhere add_feedback,
+    which inserts a batch at once."""
+    if not isinstance(store, DuckDBStore):
+        store.add_feedback(records)
+        return
     rows = pa.Table.from_pylist(
         [
             {
@@ -104,7 +110,7 @@ def bulk_add(store: DuckDBStore, records: Sequence[Feedback]) -> None:
     cur.unregister("new_feedback")
 
 
-def table_2x2(store: DuckDBStore) -> None:
+def table_2x2(store: Store) -> None:
     """STATS.md §5: rows judge, columns human, [[20, 5], [10, 15]] with labels (fail, pass)."""
     cells = [(False, False, 20), (False, True, 5), (True, False, 10), (True, True, 15)]
     records, i = [], 0
@@ -115,7 +121,7 @@ def table_2x2(store: DuckDBStore) -> None:
     store.add_feedback(records)
 
 
-def biased_window(store: DuckDBStore, n_items: int = 4000, seed: int = 3) -> np.ndarray:
+def biased_window(store: Store, n_items: int = 4000, seed: int = 3) -> np.ndarray:
     """Items whose true pass rate is 0.7 and a judge that passes too often; returns truth."""
     rng = np.random.default_rng(seed)
     truth = rng.random(n_items) < 0.7
@@ -125,47 +131,54 @@ def biased_window(store: DuckDBStore, n_items: int = 4000, seed: int = 3) -> np.
 
 
 def add_queue(
-    store: DuckDBStore,
+    store: Store,
     name: str,
     strategy: str,
     items: Sequence[tuple[int, float | None]],
     truth: np.ndarray,
     label_name: str = "human-help",
 ) -> None:
-    """A queue as the m007 tables hold it, its items labelled through it (reviewer feedback
-    whose id the item names)."""
-    cur = store._cursor()
-    cur.execute(
-        "INSERT INTO queues VALUES (?, ?, ?, ?, '{}', 0, '{}', NULL, ?, ?, ?, 1800, '{}', NULL, ?)",
-        [P, name, f"q-{name}", strategy, len(items), len(items), len(truth), T0],
-    )
-    fids = [f"queue-{name}-{k}" for k in range(len(items))]
-    cur.execute(
-        "INSERT INTO queue_items (project, queue, item_id, trace_id, span_id, "
-        "inclusion_probability, context, status, done_by, done_at, feedback_id) "
-        "SELECT ?, ?, unnest(?), unnest(?), unnest(?), unnest(?), '{}', 'labelled', 'ana', ?, "
-        "unnest(?)",
+    """A queue over the given items (with their inclusion probabilities), every item
+    labelled through it by 'ana' at T0 (reviewer feedback whose id the item names)."""
+    created = store.create_queue(
+        Queue(
+            project=P,
+            name=name,
+            queue_id=f"q-{name}",
+            strategy=strategy,
+            params={},
+            seed=0,
+            label=label_spec(label_name, boolean=True),
+            size=len(items),
+            item_count=len(items),
+            population=len(truth),
+            lease_seconds=1800,
+            created_at=T0,
+        ),
         [
-            P,
-            name,
-            list(range(len(items))),
-            [tid(i) for i, _ in items],
-            [sid(i) for i, _ in items],
-            [p for _, p in items],
-            T0,
-            fids,
+            QueueItem(
+                project=P,
+                queue=name,
+                item_id=k + 1,
+                trace_id=tid(i),
+                span_id=sid(i),
+                input_text=None,
+                output_text=None,
+                input_messages=None,
+                output_messages=None,
+                context={},
+                inclusion_probability=p,
+            )
+            for k, (i, p) in enumerate(items)
         ],
     )
-    bulk_add(
-        store,
-        [
-            label(i, bool(truth[i]), name=label_name, fid=f)
-            for (i, _), f in zip(items, fids, strict=True)
-        ],
-    )
+    assert created
+    for k, (i, _) in enumerate(items):
+        record = label(i, bool(truth[i]), name=label_name, fid=f"queue-{name}-{k}")
+        assert store.finish_queue_item(P, name, k + 1, "ana", LABELLED, T0, feedback=record)
 
 
-def overconfident(store: DuckDBStore, n: int, start: int = 0, labelled: bool = True) -> None:
+def overconfident(store: Store, n: int, start: int = 0, labelled: bool = True) -> None:
     """Judge probabilities 0.9 / 0.1 whose items really pass 70% / 30% of the time."""
     records = []
     for k in range(n):

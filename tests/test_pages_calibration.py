@@ -29,6 +29,9 @@ from calibration_support import (
 
 LABELS = {"labels": "human-help"}
 
+#: Every test here runs on each store backend (tests/conftest.py).
+pytestmark = pytest.mark.all_backends
+
 
 def figure(page: str, chart_id: str) -> dict[str, Any]:
     """The plotly figure a chart element of the page carries."""

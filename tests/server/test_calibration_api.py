@@ -20,6 +20,9 @@ from calibration_support import (
 
 LABELS = {"labels": "human-help"}
 
+#: Every test here runs on each store backend (tests/conftest.py).
+pytestmark = pytest.mark.all_backends
+
 
 async def test_report_carries_the_reference_values(
     client: httpx.AsyncClient, store: DuckDBStore
