@@ -23,14 +23,17 @@ from assay.drift.features import (
 from assay.drift.windows import load_window, span_window
 from assay.embedders import EmbedderError, HashingEmbedder
 from assay.model import Span
-from assay.store.duckdb import DuckDBStore
+from assay.store import Store
 from drift_support import DAY1, CountingEmbedder, traffic
+
+# Windows and the embedding cache behave alike on every store backend.
+pytestmark = pytest.mark.all_backends
 
 ALL = "2026-03-01..2026-03-02"
 
 
 def _read(
-    store: DuckDBStore, names: list[str], kind: str | None = "llm", attrs: tuple[str, ...] = ()
+    store: Store, names: list[str], kind: str | None = "llm", attrs: tuple[str, ...] = ()
 ):  # type: ignore[no-untyped-def]
     chosen = select_features(names, attrs)
     fields, attributes = window_fields(chosen)
@@ -48,7 +51,7 @@ def test_feature_selection() -> None:
         select_features(["latency"])
 
 
-def test_numeric_and_categorical_values_match_the_spans(store: DuckDBStore) -> None:
+def test_numeric_and_categorical_values_match_the_spans(store: Store) -> None:
     spans = [s for s in traffic(40, DAY1, seed=3) if s.kind == "llm"]
     store.insert_spans(traffic(40, DAY1, seed=3))
     chosen, data = _read(
@@ -89,7 +92,7 @@ def _tool_spans() -> list[Span]:
     ]
 
 
-def test_tools_are_a_tool_spans_name_or_the_calls_an_llm_asked_for(store: DuckDBStore) -> None:
+def test_tools_are_a_tool_spans_name_or_the_calls_an_llm_asked_for(store: Store) -> None:
     store.insert_spans(_tool_spans())
     chosen, data = _read(store, ["tools"], kind=None)
     got = dict(
@@ -107,7 +110,7 @@ def test_tools_are_a_tool_spans_name_or_the_calls_an_llm_asked_for(store: DuckDB
     }
 
 
-def test_score_attributes_are_read_as_numbers(store: DuckDBStore) -> None:
+def test_score_attributes_are_read_as_numbers(store: Store) -> None:
     base = traffic(1, DAY1, seed=5)[2]
     values = [4, "3.5", "great", None]
     store.insert_spans(
@@ -126,7 +129,7 @@ def test_score_attributes_are_read_as_numbers(store: DuckDBStore) -> None:
     assert sorted(got.tolist()) == [3.5, 4.0] and missing == 2
 
 
-def test_embeddings_are_computed_once_per_span_field_and_embedder(store: DuckDBStore) -> None:
+def test_embeddings_are_computed_once_per_span_field_and_embedder(store: Store) -> None:
     """A second read of a 10,000-span window embeds nothing; vectors come back the same."""
     step = timedelta(seconds=4)
     store.insert_spans(traffic(5_000, DAY1, seed=6, step=step))
@@ -165,7 +168,7 @@ class FastEmbedderForCache:
         return out
 
 
-def test_partial_cache_embeds_only_new_spans(store: DuckDBStore) -> None:
+def test_partial_cache_embeds_only_new_spans(store: Store) -> None:
     store.insert_spans(traffic(30, DAY1, seed=7))
     chosen, data = _read(store, ["output_embedding"])
     texts = feature_texts(data.table, chosen[0])

@@ -18,8 +18,11 @@ from assay.drift.windows import (
     windows_overlap,
 )
 from assay.query import QueryError, SpanFilter
-from assay.store.duckdb import DuckDBStore
+from assay.store import Store
 from drift_support import DAY1, traffic
+
+# Windows and the embedding cache behave alike on every store backend.
+pytestmark = pytest.mark.all_backends
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -101,7 +104,7 @@ def test_overlap_is_about_time_ranges() -> None:
 
 
 @pytest.fixture
-def filled(store: DuckDBStore) -> DuckDBStore:
+def filled(store: Store) -> Store:
     # 300 traces over 300 minutes: 600 LLM spans.
     store.insert_spans(traffic(300, DAY1, seed=1))
     return store
@@ -112,7 +115,7 @@ def _window(text: str = "2026-03-01..2026-03-02") -> SpanWindow:
 
 
 def test_a_large_window_is_sampled_uniformly_and_the_same_way_every_time(
-    filled: DuckDBStore,
+    filled: Store,
 ) -> None:
     data = load_window(filled, _window(), ["start_time", "duration_ms"], limit=200, seed=7)
     assert data.total == 600 and data.table.num_rows == 200 and data.sampled
@@ -131,7 +134,7 @@ def test_a_large_window_is_sampled_uniformly_and_the_same_way_every_time(
     assert all(45 <= n <= 90 for n in thirds), thirds
 
 
-def test_small_window_is_read_whole_with_only_the_asked_fields(filled: DuckDBStore) -> None:
+def test_small_window_is_read_whole_with_only_the_asked_fields(filled: Store) -> None:
     data = load_window(
         filled,
         _window("2026-03-01T00:00Z..2026-03-01T00:10Z"),
@@ -149,7 +152,7 @@ def test_small_window_is_read_whole_with_only_the_asked_fields(filled: DuckDBSto
     ]
 
 
-def test_golden_window_reads_inputs_and_expected_answers(store: DuckDBStore) -> None:
+def test_golden_window_reads_inputs_and_expected_answers(store: Store) -> None:
     cases = [
         {"id": "a", "input": "where is my parcel", "expected": "It ships today."},
         {

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -100,3 +101,65 @@ def test_iter_trials_streams_in_pages(store: Store, monkeypatch: pytest.MonkeyPa
     got = [(t.case_id, t.trial) for t in store.iter_trials("p", "r1")]
     assert got == [(f"c{i}", k) for i in range(4) for k in range(2)]
     assert all(t.scores for t in store.iter_trials("p", "r1"))
+
+
+def test_a_retried_failure_takes_its_own_scores_and_a_finished_trial_gains_new_ones(
+    store: Store,
+) -> None:
+    store.create_run(run())
+    failed = Trial(
+        run_id="r1",
+        case_id="a",
+        trial=0,
+        output=None,
+        error="timeout",
+        scores={},
+        score_errors={"judge": "no output to judge"},
+        started_at=NOW,
+        finished_at=NOW,
+    )
+    assert store.record_trials("p", [failed]) == 1
+    # A second failure replaces the first; so does the success after it.
+    assert store.record_trials("p", [replace(failed, error="rate limited")]) == 1
+    assert [t.error for t in store.iter_trials("p", "r1")] == ["rate limited"]
+    assert store.record_trials("p", [trial("a", 0)]) == 1
+    (got,) = store.iter_trials("p", "r1")
+    assert got.error is None and set(got.score_errors) == {"tone"}  # the failure's are gone
+    # A resend of a finished trial keeps it, but records a scorer it had no score from.
+    extra = replace(trial("a", 0, value=0.0), scores={"exact": Score(0.0), "len": Score(2.0)})
+    assert store.record_trials("p", [extra]) == 0
+    (got,) = store.iter_trials("p", "r1")
+    assert got.scores["exact"].value == 1.0 and got.scores["len"] == Score(2.0)
+    with pytest.raises(ValueError, match="one run"):
+        store.record_trials("p", [trial("a", 1), replace(trial("a", 2), run_id="r2")])
+    assert store.record_trials("p", []) == 0
+
+
+def test_run_status_raises_trials_and_listing_filters(store: Store) -> None:
+    store.create_run(run())
+    store.create_run(run("r2", golden="other", created_at=NOW + timedelta(hours=1)))
+    store.set_run_status("p", "r1", "interrupted", trials=5)
+    store.set_run_status("p", "r1", "running", trials=3)  # never lowered
+    got = store.get_run("p", "r1")
+    assert got is not None and got.trials == 5 and got.status == "running"
+    assert got.finished_at is None and got.created_at == NOW
+    store.set_run_status("p", "missing", "finished")  # nothing to mark: no error, no run
+    assert store.get_run("p", "missing") is None
+    assert [r.run_id for r in store.list_runs("p")] == ["r2", "r1"]  # newest first
+    assert [r.run_id for r in store.list_runs("p", golden="support")] == ["r1"]
+    assert [r.run_id for r in store.list_runs("p", limit=1)] == ["r2"]
+    store.create_run(run("r10"))
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.get_run("p", "r")
+    assert store.get_run("p", "r1") is not None  # an exact id wins over its prefix matches
+
+
+def test_golden_cases_keep_file_order_and_sets_are_listed_per_name(store: Store) -> None:
+    cases = [{"id": f"case-{i:03d}", "input": f"q{i}", "tags": ["x"]} for i in range(30, 0, -1)]
+    store.save_golden_set("p", "big", "d" * 64, cases, source="cases.yaml")
+    store.save_golden_set("p", "small", "e" * 64, CASES)
+    assert store.golden_cases("p", "big", "d" * 64) == cases
+    assert store.golden_cases("p", "big", "e" * 64) == []
+    assert [v.name for v in store.list_golden_versions("p")] == ["small", "big"]
+    (big,) = store.list_golden_versions("p", "big")
+    assert big.source == "cases.yaml" and big.case_count == 30 and big.description is None
