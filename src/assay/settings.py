@@ -71,6 +71,8 @@ class Settings:
     online: bool = True
     #: Seconds between the online worker's looks for new spans and new rules.
     online_poll_seconds: float = 1.0
+    #: Seconds between passes that delete spans past their project's retention period.
+    retention_interval_seconds: float = 3600.0
     #: Secret that signs dashboard session cookies and CSRF tokens. Unset: a random one
     #: per server process, so signing in again is needed after a restart.
     session_secret: str | None = None
@@ -118,6 +120,11 @@ class Settings:
             raise SettingsError(
                 f"ASSAY_ONLINE_POLL_SECONDS={self.online_poll_seconds} must be between 0.01 "
                 "and 3600 seconds (default 1)"
+            )
+        if not 1 <= self.retention_interval_seconds <= 7 * 86400:
+            raise SettingsError(
+                f"ASSAY_RETENTION_INTERVAL_SECONDS={self.retention_interval_seconds} must be "
+                "between 1 and 604800 seconds (default 3600)"
             )
         if self.session_secret is not None and len(self.session_secret) < 16:
             raise SettingsError(

@@ -29,6 +29,29 @@ def create_project(name: str) -> None:
     console.print(f"project {project['name']} ready")
 
 
+@projects.command("retention")
+@click.argument("name")
+@click.option("--days", type=float, default=None, help="Keep spans this many days.")
+@click.option("--off", is_flag=True, help="Keep spans forever.")
+@click.option("--apply", "apply_now", is_flag=True, help="Delete what is past it now.")
+def retention(name: str, days: float | None, off: bool, apply_now: bool) -> None:
+    """Show or set how long a project's spans are kept; the server deletes older spans
+    every ASSAY_RETENTION_INTERVAL_SECONDS."""
+    if days is not None and off:
+        raise click.UsageError("give --days N or --off, not both")
+    with connect(settings_from_env(), create=days is not None or off) as client:
+        if days is not None or off:
+            wanted = {"days": None if off else days}
+            body = check(client.put(f"/api/v1/projects/{name}/retention", json=wanted))
+        else:
+            body = check(client.get(f"/api/v1/projects/{name}/retention"))
+        kept = "forever" if body["days"] is None else f"for {body['days']:g} days"
+        console.print(f"project {name} keeps spans {kept}")
+        if apply_now:
+            deleted = check(client.post("/api/v1/retention/apply"))
+            console.print(f"deleted {deleted.get(name, 0):,} spans past retention")
+
+
 @projects.command("list")
 @output_options
 def list_projects(as_json: bool) -> None:

@@ -78,9 +78,14 @@ def create_app(
         app.state.online = online = OnlineWorker.from_settings(st, settings)
         if settings.online:
             online.start()
+        from assay.retention import RetentionTask
+
+        retention = RetentionTask(st, settings.retention_interval_seconds)
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await monitors.stop()
             await online.stop()
             decoder.close()

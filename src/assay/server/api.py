@@ -267,6 +267,69 @@ def create_project(body: ProjectIn, request: Request, store: StoreDep) -> Any:
     return store.create_project(check_project_name(body.name))
 
 
+class RetentionIn(BaseModel):
+    """Body of PUT /projects/{name}/retention."""
+
+    days: float | None = Field(
+        description="Keep spans this many days (at least 1 hour = 0.042); null keeps them forever"
+    )
+
+
+class RetentionOut(BaseModel):
+    """A project's retention period."""
+
+    project: str
+    days: float | None
+
+
+@router.get(
+    "/projects/{name}/retention",
+    response_model=RetentionOut,
+    summary="A project's retention period (admin)",
+)
+def get_retention(name: str, request: Request, store: StoreDep) -> Any:
+    """How long the project's spans are kept (null: forever)."""
+    request.app.state.auth.require_admin(request)
+    _known_project(store, name)
+    return RetentionOut(project=name, days=store.retention().get(name))
+
+
+@router.put(
+    "/projects/{name}/retention",
+    response_model=RetentionOut,
+    summary="Set a project's retention period (admin)",
+)
+def set_retention(name: str, body: RetentionIn, request: Request, store: StoreDep) -> Any:
+    """Keep the project's spans for ``days``; older ones are deleted by the server's next
+    retention pass (ASSAY_RETENTION_INTERVAL_SECONDS), or at once with POST /retention/apply."""
+    from assay.retention import RetentionError, check_days
+
+    request.app.state.auth.require_admin(request)
+    _known_project(store, name)
+    try:
+        days = check_days(body.days)
+    except RetentionError as exc:
+        raise HTTPException(400, str(exc)) from None
+    store.set_retention(name, days)
+    return RetentionOut(project=name, days=days)
+
+
+@router.post("/retention/apply", summary="Delete spans past their retention now (admin)")
+def apply_retention_now(request: Request, store: StoreDep) -> dict[str, int]:
+    """Run a retention pass now; spans deleted per project."""
+    from assay.retention import apply_retention
+
+    request.app.state.auth.require_admin(request)
+    return apply_retention(store)
+
+
+def _known_project(store: Store, name: str) -> None:
+    if name not in {p.name for p in store.list_projects()}:
+        raise HTTPException(
+            404, f"no project named {name!r}; create it with `assay projects create`"
+        )
+
+
 @router.post(
     "/projects/{name}/keys",
     response_model=KeyOut,

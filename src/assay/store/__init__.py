@@ -111,6 +111,19 @@ class Store(Protocol):
         """Keys (public records only), of one project or all."""
         ...
 
+    def set_retention(self, project: str, days: float | None) -> None:
+        """Keep ``project``'s spans for ``days`` (None: forever)."""
+        ...
+
+    def retention(self) -> dict[str, float]:
+        """Every project that has a retention period, with its days."""
+        ...
+
+    def delete_spans_before(self, project: str, before: datetime) -> int:
+        """Delete ``project``'s spans that started before ``before`` (and their cached
+        embeddings); returns how many spans went."""
+        ...
+
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key; False when no such key exists."""
         ...

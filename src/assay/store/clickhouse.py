@@ -260,6 +260,15 @@ def _base_migrations(schema: Schema) -> list[tuple[str, list[str]]]:
         ),
         ("m005_leases", leases_ddl(schema)),
         (
+            "m011_retention",
+            schema.table(
+                "retention",
+                "project String, days Nullable(Float64), version UInt64",
+                version="version",
+                order_by="project",
+            ),
+        ),
+        (
             "m010_meta",
             schema.table(
                 "meta",

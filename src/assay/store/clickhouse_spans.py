@@ -486,6 +486,49 @@ class SpanTables(ClickHouseBase):
         rows = self.q(sql + " ORDER BY created_at", p)
         return [ApiKey(r[0], r[1], r[2], utc(r[3]) or datetime.now(UTC), bool(r[4])) for r in rows]
 
+    def set_retention(self, project: str, days: float | None) -> None:
+        """Keep ``project``'s spans for ``days`` (None: forever)."""
+        self.insert_rows(
+            "retention",
+            ["project", "days", "version"],
+            [[project, None if days is None else float(days), self.version()]],
+        )
+
+    def retention(self) -> dict[str, float]:
+        """Projects with a retention period."""
+        rows = self.q("SELECT project, days FROM {db}.retention FINAL WHERE days IS NOT NULL")
+        return {r[0]: float(r[1]) for r in rows}
+
+    def delete_spans_before(self, project: str, before: datetime) -> int:
+        """Delete old spans of one project with a lightweight DELETE (rows vanish from
+        reads at once; parts are rewritten by later merges), and their embeddings."""
+        p = Params()
+        cond = f"project = {p(project, 'String')} AND start_time < {p(before, TIME)}"
+        rows = self.q(f"SELECT count() FROM {{db}}.spans FINAL WHERE {cond}", p)
+        deleted = int(rows[0][0]) if rows else 0
+        if not deleted:
+            return 0
+        table, on = "spans", ""
+        if self.target.cluster:
+            # Lightweight deletes run on the local replicated tables, cluster-wide.
+            table, on = "spans_local", self.schema.on_cluster()
+        self.cmd(f"DELETE FROM {{db}}.`{table}`{on} WHERE {cond}", p)
+        self._delete_orphan_embeddings(project)
+        return deleted
+
+    def _delete_orphan_embeddings(self, project: str) -> None:
+        if "embeddings" not in self._engines():
+            return
+        table, on = ("embeddings_local", self.schema.on_cluster()) if self.target.cluster else (
+            "embeddings", "")  # fmt: skip
+        p = Params()
+        proj = p(project, "String")
+        self.cmd(
+            f"DELETE FROM {{db}}.`{table}`{on} WHERE project = {proj} AND (trace_id, span_id) "
+            f"NOT IN (SELECT trace_id, span_id FROM {{db}}.spans WHERE project = {proj})",
+            p,
+        )
+
     def revoke_key(self, key_id: str) -> bool:
         """Mark a key revoked."""
         found = self.get_key(key_id)

@@ -596,6 +596,40 @@ class DuckDBStore(
         rows = self._cursor().execute(sql + " ORDER BY created_at", params).fetchall()
         return [ApiKey(r[0], r[1], r[2], _utc(r[3]) or datetime.now(UTC), bool(r[4])) for r in rows]
 
+    def set_retention(self, project: str, days: float | None) -> None:
+        """Keep ``project``'s spans for ``days`` (None: forever)."""
+        with self._write_lock:
+            cur = self._cursor()
+            if days is None:
+                cur.execute("DELETE FROM retention WHERE project = ?", [project])
+            else:
+                cur.execute(
+                    "INSERT OR REPLACE INTO retention (project, days, updated_at) VALUES (?, ?, ?)",
+                    [project, float(days), datetime.now(UTC)],
+                )
+
+    def retention(self) -> dict[str, float]:
+        """Projects with a retention period."""
+        rows = self._cursor().execute("SELECT project, days FROM retention").fetchall()
+        return {r[0]: float(r[1]) for r in rows}
+
+    def delete_spans_before(self, project: str, before: datetime) -> int:
+        """Delete old spans of one project, and embeddings of spans that are gone."""
+        with self._write_lock:
+            cur = self._cursor()
+            row = cur.execute(
+                "DELETE FROM spans WHERE project = ? AND start_time < ?", [project, before]
+            ).fetchone()
+            deleted = int(row[0]) if row else 0
+            if deleted:
+                cur.execute(
+                    "DELETE FROM embeddings e WHERE e.project = ? AND NOT EXISTS (SELECT 1 "
+                    "FROM spans s WHERE s.project = e.project AND s.trace_id = e.trace_id "
+                    "AND s.span_id = e.span_id)",
+                    [project],
+                )
+        return deleted
+
     def revoke_key(self, key_id: str) -> bool:
         """Mark a key revoked."""
         row = (

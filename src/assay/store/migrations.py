@@ -438,3 +438,13 @@ def m010_meta(con: Any) -> None:
     # Small facts about the database itself, such as the marker `assay demo` leaves so the
     # pages can say the data is generated.
     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+
+
+@migration
+def m011_retention(con: Any) -> None:
+    # Per-project retention: spans older than `days` are deleted by the server's
+    # retention task (assay.retention).
+    con.execute(
+        "CREATE TABLE retention (project VARCHAR PRIMARY KEY, days DOUBLE NOT NULL, "
+        "updated_at TIMESTAMP NOT NULL)"
+    )
