@@ -14,6 +14,10 @@ from assay.cli import cli
 from assay.feedback import FeedbackClient, FeedbackError, make_feedback
 from assay.server import create_app
 from assay.settings import Settings
+from assay.store import Store
+
+#: Tests with the `store` fixture run on each store backend (tests/conftest.py).
+pytestmark = pytest.mark.all_backends
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"
@@ -50,8 +54,9 @@ def test_value_kinds() -> None:
 
 
 @pytest.fixture
-def http(db_path: str) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(db=db_path, decode_workers=0))) as client:
+def http(db_path: str, store: Store) -> Iterator[TestClient]:
+    app = create_app(Settings(db=db_path, decode_workers=0), store=store)
+    with TestClient(app) as client:
         yield client
 
 
