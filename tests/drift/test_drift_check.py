@@ -8,15 +8,17 @@ import pytest
 
 from assay.drift.report import DriftReport, build_spec, run_check
 from assay.drift.windows import WindowError
-from assay.store.duckdb import DuckDBStore
+from assay.store import Store
 from drift_support import CURRENT, DAY1, DAY2, NEW_TOPIC, REFERENCE, CountingEmbedder, traffic
+
+pytestmark = pytest.mark.all_backends
 
 N_TRACES = 150  # per window: 300 LLM calls (the answer and a judge call per trace)
 UNRELATED = ("latency_ms", "input_tokens", "output_tokens", "model", "status", "finish_reason")
 
 
 def check(
-    store: DuckDBStore, embedder: CountingEmbedder | None = None, **kw: object
+    store: Store, embedder: CountingEmbedder | None = None, **kw: object
 ) -> DriftReport:
     options: dict[str, object] = {"reference": REFERENCE, "current": CURRENT, **kw}
     spec = build_spec("default", **options)  # type: ignore[arg-type]
@@ -24,7 +26,7 @@ def check(
 
 
 @pytest.fixture
-def shifted(store: DuckDBStore) -> DuckDBStore:
+def shifted(store: Store) -> Store:
     """Reference: day 1. Current: day 2, answers twice as long, 40% of questions about crypto."""
     store.insert_spans(traffic(N_TRACES, DAY1, seed=1))
     store.insert_spans(traffic(N_TRACES, DAY2, seed=2, new_topic=0.4, longer_outputs=True))
@@ -32,7 +34,7 @@ def shifted(store: DuckDBStore) -> DuckDBStore:
 
 
 def test_injected_shift_is_flagged_on_the_right_features_with_examples(
-    shifted: DuckDBStore,
+    shifted: Store,
 ) -> None:
     report = check(shifted)
     assert report.verdict == "drift"
@@ -66,7 +68,7 @@ def _all():  # type: ignore[no-untyped-def]
     return SpanFilter("default", kind="llm")
 
 
-def test_no_shift_no_drift(store: DuckDBStore) -> None:
+def test_no_shift_no_drift(store: Store) -> None:
     store.insert_spans(traffic(N_TRACES, DAY1, seed=3))
     store.insert_spans(traffic(N_TRACES, DAY2, seed=4))
     report = check(store)
@@ -80,7 +82,7 @@ def test_no_shift_no_drift(store: DuckDBStore) -> None:
     assert "priced" in (report.feature("cost").message or "")
 
 
-def test_changed_model_mix_lists_the_categories_that_moved(store: DuckDBStore) -> None:
+def test_changed_model_mix_lists_the_categories_that_moved(store: Store) -> None:
     import dataclasses
 
     store.insert_spans(traffic(N_TRACES, DAY1, seed=5))
@@ -98,7 +100,7 @@ def test_changed_model_mix_lists_the_categories_that_moved(store: DuckDBStore) -
     assert top["current_share"] > 0.15
 
 
-def test_second_check_embeds_nothing(shifted: DuckDBStore) -> None:
+def test_second_check_embeds_nothing(shifted: Store) -> None:
     embedder = CountingEmbedder()
     first = check(shifted, embedder, features=("input_embedding", "output_embedding"))
     texts = embedder.texts
@@ -110,7 +112,7 @@ def test_second_check_embeds_nothing(shifted: DuckDBStore) -> None:
     assert [f.verdict for f in second.features] == [f.verdict for f in first.features]
 
 
-def test_golden_set_as_the_reference(store: DuckDBStore) -> None:
+def test_golden_set_as_the_reference(store: Store) -> None:
     reference = [s for s in traffic(N_TRACES, DAY1, seed=7) if s.name == "ChatCompletion"]
     cases = [{"id": f"c{i}", "input": s.input_text} for i, s in enumerate(reference)]
     store.save_golden_set("default", "support", "a" * 64, cases)
@@ -131,7 +133,7 @@ def test_golden_set_as_the_reference(store: DuckDBStore) -> None:
     assert latency.verdict == "no data" and "golden set" in (latency.message or "")
 
 
-def test_a_window_too_small_says_so(shifted: DuckDBStore) -> None:
+def test_a_window_too_small_says_so(shifted: Store) -> None:
     embedder = CountingEmbedder()
     report = check(
         shifted,
@@ -147,7 +149,7 @@ def test_a_window_too_small_says_so(shifted: DuckDBStore) -> None:
     assert embedder.texts == 0  # nothing embedded for a window that cannot be tested
 
 
-def test_report_json_is_versioned_and_serialisable(shifted: DuckDBStore) -> None:
+def test_report_json_is_versioned_and_serialisable(shifted: Store) -> None:
     report = check(shifted, max_samples=100, features=("output_length", "tools", "attr:x"))
     data = report.to_json()
     text = json.dumps(data, allow_nan=False)
@@ -174,7 +176,7 @@ def test_spec_errors() -> None:
     assert tools.reference.filter.kind == "tool"  # type: ignore[union-attr]
 
 
-def test_overlapping_windows_get_a_note(shifted: DuckDBStore) -> None:
+def test_overlapping_windows_get_a_note(shifted: Store) -> None:
     report = check(
         shifted,
         reference="2026-03-01..2026-03-03",

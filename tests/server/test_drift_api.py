@@ -7,20 +7,22 @@ from typing import Any
 import httpx
 import pytest
 
-from assay.store.duckdb import DuckDBStore
+from assay.store import Store
 from drift_support import CURRENT, DAY1, DAY2, REFERENCE, traffic
+
+pytestmark = pytest.mark.all_backends
 
 OK = {"reference": REFERENCE, "current": CURRENT, "embedder": "hashing"}
 
 
 @pytest.fixture
-def filled(store: DuckDBStore) -> DuckDBStore:
+def filled(store: Store) -> Store:
     store.insert_spans(traffic(60, DAY1, seed=1))
     store.insert_spans(traffic(60, DAY2, seed=2, longer_outputs=True))
     return store
 
 
-async def test_check_returns_the_report(client: httpx.AsyncClient, filled: DuckDBStore) -> None:
+async def test_check_returns_the_report(client: httpx.AsyncClient, filled: Store) -> None:
     body = {
         **OK,
         "features": ["output_length", "output_embedding", "model"],
@@ -44,7 +46,7 @@ async def test_check_returns_the_report(client: httpx.AsyncClient, filled: DuckD
 
 
 async def test_now_makes_relative_windows_reproducible(
-    client: httpx.AsyncClient, filled: DuckDBStore
+    client: httpx.AsyncClient, filled: Store
 ) -> None:
     body = {
         "reference": "2d ago..1d ago",
@@ -87,7 +89,7 @@ async def test_bad_input_is_4xx_with_a_reason(
 
 
 async def test_a_failing_embedding_endpoint_is_502(
-    client: httpx.AsyncClient, filled: DuckDBStore
+    client: httpx.AsyncClient, filled: Store
 ) -> None:
     # Nothing listens on port 9; the request fails after the embedder's retries.
     body = {**OK, "embedder": "openai:m", "features": ["input_embedding"]}

@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.all_backends
+
 CASES = [{"id": "a", "input": "hi", "expected": "hello"}, {"id": "b", "input": "yo"}]
 NOW = "2026-03-01T00:00:00+00:00"
 
