@@ -17,6 +17,8 @@ from assay.model import EvalRun, Output, Score, ScorerSpec, Trial
 from assay.server.pages import fmt_num
 from assay.store import Store
 
+pytestmark = pytest.mark.all_backends
+
 PROJECT = "default"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 N_CASES = 30

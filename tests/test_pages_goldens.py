@@ -12,6 +12,8 @@ import pytest
 from assay.store import Store
 from test_pages_evals import PROJECT, save_golden, section, seed, text_of
 
+pytestmark = pytest.mark.all_backends
+
 
 @pytest.fixture
 def versions(store: Store) -> tuple[str, str]:
