@@ -41,6 +41,8 @@ from assay.queues import (
 from assay.store.duckdb import DuckDBStore
 from drift_support import DAY1, traffic
 
+pytestmark = pytest.mark.all_backends
+
 P = "default"
 PASS_FAIL = label_spec("helpfulness", boolean=True)
 T0 = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)

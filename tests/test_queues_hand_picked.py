@@ -35,6 +35,8 @@ from assay.store.duckdb import DuckDBStore
 from calibration_support import add_queue, biased_window, sid, span, tid
 from drift_support import DAY1, traffic
 
+pytestmark = pytest.mark.all_backends
+
 P = "default"
 PASS_FAIL = label_spec("helpfulness", boolean=True)
 T0 = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)

@@ -11,6 +11,8 @@ from assay.model import Span
 from assay.store.duckdb import DuckDBStore
 from drift_support import DAY1, traffic
 
+pytestmark = pytest.mark.all_backends
+
 LABEL = {"name": "quality", "scale": "1-5"}
 
 

@@ -15,6 +15,8 @@ from assay.model import Span
 from assay.store.duckdb import DuckDBStore
 from drift_support import DAY1, traffic
 
+pytestmark = pytest.mark.all_backends
+
 LABEL = {"name": "topic", "values": ["billing", "shipping", "other"]}
 STRATIFIED = {
     "name": "by-route",

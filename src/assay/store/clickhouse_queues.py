@@ -304,21 +304,14 @@ class QueuesTables(ClickHouseBase):
         whole trace (span_id None) with any span matching it."""
         p = Params()
         cond = where(flt, p)
-        # One row per feedback id whatever the feedback table's engine keeps (the first
-        # stored record wins, as in add_feedback).
         rows = self.q(
             f"""
             WITH win AS (SELECT trace_id, span_id FROM {{db}}.spans FINAL WHERE {cond})
-            SELECT trace_id, span_id, number, category FROM (
-                SELECT feedback_id, trace_id, span_id, number, category, created_at
-                FROM {{db}}.feedback
-                WHERE project = {p(flt.project, 'String')} AND name = {p(name, 'String')}
-                  AND source = 'judge'
-                  AND trace_id IN (SELECT trace_id FROM win)
-                ORDER BY feedback_id, created_at
-                LIMIT 1 BY feedback_id)
-            WHERE span_id IS NULL
-               OR (trace_id, assumeNotNull(span_id)) IN (SELECT trace_id, span_id FROM win)
+            SELECT trace_id, span_id, number, category FROM {{db}}.feedback FINAL
+            WHERE project = {p(flt.project, 'String')} AND name = {p(name, 'String')}
+              AND source = 'judge' AND trace_id IN (SELECT trace_id FROM win)
+              AND (span_id IS NULL
+                   OR (trace_id, assumeNotNull(span_id)) IN (SELECT trace_id, span_id FROM win))
             ORDER BY trace_id, span_id NULLS FIRST, created_at, feedback_id
             """,
             p,
