@@ -150,8 +150,15 @@ def encode_batches(n_spans: int, batch: int, seed: int) -> tuple[list[bytes], in
 class Server:
     """``assay serve`` as a child process on its own database and port."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.db = workdir / "bench.duckdb"
+    def __init__(self, workdir: Path, store: str = "duckdb") -> None:
+        # A fresh store per run: a DuckDB file or chDB directory in the run's workdir, or
+        # a new database on a ClickHouse server (store = its clickhouse:// URL).
+        if store == "duckdb":
+            self.db: Path | str = workdir / "bench.duckdb"
+        elif store == "chdb":
+            self.db = f"chdb://{workdir / 'chdb'}"
+        else:
+            self.db = store.rstrip("/") + f"/assay_bench_{os.getpid()}_{time.time_ns()}"
         self.log_path = workdir / "server.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -272,10 +279,12 @@ def _stored_spans(client: httpx.Client) -> int:
     return sum(int(row["calls"]) for row in resp.json()["rows"])
 
 
-def run_once(bodies: Sequence[bytes], n_spans: int, threads: int, idle_wait: float) -> RunResult:
+def run_once(
+    bodies: Sequence[bytes], n_spans: int, threads: int, idle_wait: float, store: str = "duckdb"
+) -> RunResult:
     """One fresh server, one full load; the server is stopped before returning."""
     with tempfile.TemporaryDirectory(prefix="assay-bench-") as tmp:
-        server = Server(Path(tmp))
+        server = Server(Path(tmp), store)
         try:
             ready_s = server.start()
             time.sleep(idle_wait)  # let start-up allocations settle before "idle"
@@ -410,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--idle-wait", type=float, default=1.0, help="seconds after ready before idle RSS"
     )
+    parser.add_argument(
+        "--store",
+        default="duckdb",
+        help="duckdb (default), chdb, or a clickhouse://user:pass@host:8123 server URL",
+    )
     args = parser.parse_args(argv)
 
     print(f"server command: {' '.join(assay_command())}")
@@ -422,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results: list[RunResult] = []
     for i in range(args.runs):
-        r = run_once(bodies, n_spans, args.threads, args.idle_wait)
+        r = run_once(bodies, n_spans, args.threads, args.idle_wait, args.store)
         print(
             f"run {i + 1}/{args.runs}: {r.spans_per_s:,.0f} spans/s, wall {r.wall_s:.2f} s, "
             f"p50 {r.p50_ms:.0f} ms, p95 {r.p95_ms:.0f} ms, 503s {r.n503}, "
@@ -433,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(r)
     print()
     print(
-        f"assay ingest benchmark: {args.threads} client threads, {args.batch} spans/request, "
+        f"assay ingest benchmark ({args.store}): {args.threads} client threads, "
+        f"{args.batch} spans/request, "
         f"OTLP/HTTP protobuf, {os.cpu_count()} CPUs"
     )
     print_table(results)

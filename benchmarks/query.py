@@ -57,6 +57,7 @@ from assay import synthetic
 from assay.otlp import decode_request
 from assay.pricing import load_prices
 from assay.query import SpanFilter
+from assay.store import is_url, open_store
 from assay.store.duckdb import DuckDBStore
 
 MB = 1024 * 1024
@@ -119,8 +120,11 @@ def chunk_specs(
 
 
 def file_mb(path: str) -> float:
-    """Size of the database file and its WAL."""
+    """Size of the database file and its WAL (or of a chDB directory)."""
     total = 0
+    if path.startswith("chdb://"):
+        root = Path(path.removeprefix("chdb://").split("?")[0])
+        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / MB
     for p in (Path(path), Path(path + ".wal")):
         with contextlib.suppress(OSError):
             total += p.stat().st_size
@@ -139,8 +143,9 @@ def peak_rss_mb() -> float:
 
 
 def load(path: str, n_spans: int, chunk: int, days: float, seed: int, workers: int) -> None:
-    """Make sure ``path`` holds at least ``n_spans`` spans, loading what is missing."""
-    store = DuckDBStore(path)
+    """Make sure the store at ``path`` (a file or store URL) holds at least ``n_spans``
+    spans, loading what is missing."""
+    store: Any = open_store(path)
     have = store.count_spans()
     if have >= n_spans:
         print(f"reusing {path}: {have:,} spans (>= {n_spans:,}), {file_mb(path):,.0f} MB")
@@ -151,6 +156,8 @@ def load(path: str, n_spans: int, chunk: int, days: float, seed: int, workers: i
         # only happens with a different --chunk. Start over rather than guess.
         print(f"{path} holds {have:,} spans, not a multiple of --chunk {chunk}; reloading")
         store.close()
+        if is_url(path):
+            raise SystemExit(f"empty the store at {path} (or pick another) and run again")
         for p in (Path(path), Path(path + ".wal")):
             p.unlink(missing_ok=True)
         store = DuckDBStore(path)
@@ -417,7 +424,13 @@ def run_queries(store: DuckDBStore, args: argparse.Namespace, phrase: str) -> li
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=5_000_000, help="spans in the store")
-    parser.add_argument("--db", default="/tmp/assay-bench-5m.duckdb", help="DuckDB file")
+    parser.add_argument(
+        "--db",
+        "--store",
+        dest="db",
+        default="/tmp/assay-bench-5m.duckdb",
+        help="DuckDB file or store URL (e.g. chdb:///tmp/assay-bench-5m-ch)",
+    )
     parser.add_argument("--chunk", type=int, default=50_000, help="spans per insert_spans")
     parser.add_argument("--days", type=float, default=30.0, help="time range of the data")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
@@ -444,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         phrase = args.word
 
     t0 = time.perf_counter()
-    store = DuckDBStore(args.db)
+    store = open_store(args.db)
     print(f"open: {(time.perf_counter() - t0) * 1e3:,.0f} ms; RSS {rss_mb():,.0f} MB")
     everything = SpanFilter(PROJECT)
     total = store.count_spans()
@@ -463,7 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     store.close()
     print()
     print(
-        f"assay query benchmark: {total:,} spans, {file_mb(args.db):,.0f} MB DuckDB file, "
+        f"assay query benchmark: {total:,} spans, store {args.db} "
+        f"({file_mb(args.db):,.0f} MB if a file), "
         f"{os.cpu_count()} CPUs, median/p95 of {args.repeat} runs after 1 warm-up"
     )
     print_table(timings)
