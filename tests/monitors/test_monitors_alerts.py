@@ -18,6 +18,8 @@ from assay.monitors.scheduler import Scheduler
 from assay.monitors.values import MonitorAlert, MonitorCheck, MonitorResult
 from assay.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.all_backends
+
 NOW = datetime(2026, 3, 5, tzinfo=UTC)
 
 

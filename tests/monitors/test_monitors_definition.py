@@ -17,6 +17,8 @@ from assay.monitors.values import MonitorCheck, MonitorError, should_alert
 from assay.settings import Settings, SettingsError
 from assay.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.all_backends
+
 NOW = datetime(2026, 3, 5, 12, tzinfo=UTC)
 CHECK = MonitorCheck(window="1d", reference="30d..1d")
 

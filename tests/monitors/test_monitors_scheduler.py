@@ -24,6 +24,8 @@ from assay.settings import Settings
 from assay.store.duckdb import DuckDBStore
 from drift_support import traffic
 
+pytestmark = pytest.mark.all_backends
+
 LENGTHS = MonitorCheck(window="1d", reference="3d..2d", features=("output_length",))
 
 

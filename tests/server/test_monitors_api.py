@@ -11,6 +11,8 @@ import pytest
 from assay.store.duckdb import DuckDBStore
 from drift_support import traffic
 
+pytestmark = pytest.mark.all_backends
+
 OK = {"name": "lengths", "every": "1h", "window": "1d", "reference": "2d..1d",
       "features": ["output_length", "latency_ms"]}  # fmt: skip
 
