@@ -40,6 +40,8 @@ from online_support import (
 )
 from scripted_llm import ScriptedLLM
 
+pytestmark = pytest.mark.all_backends
+
 # -- sampling ------------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ from assay.settings import Settings
 from assay.store.duckdb import DuckDBStore
 from online_support import spans
 
+pytestmark = pytest.mark.all_backends
+
 JUDGE = {
     "name": "judge",
     "rubric": "The answer resolves the customer's question.",
