@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -14,17 +18,45 @@ from assay.model import Case
 from assay.query import SpanFilter
 from assay.runner import RunError
 from assay.settings import Settings
-from assay.store.duckdb import DuckDBStore
+from assay.store import open_store
 from scripted_llm import ScriptedLLM
 
 CASES = [Case(id=f"c{i:02d}", input=f"question {i}", expected=f"answer {i}") for i in range(12)]
 GOLDEN = golden_set_from_cases("qa", CASES)
 
 
-@pytest.fixture
-def eval_settings(tmp_path: Path) -> Settings:
-    # Port 9 (discard) never answers: the in-process app on the file is used.
-    return Settings(db=str(tmp_path / "e.duckdb"), url="http://127.0.0.1:9", decode_workers=0)
+# The backends of the `store` fixture (conftest.py cannot be imported: tests/scorers has
+# its own), for runs that open their store from settings rather than take the fixture.
+BACKENDS = ["duckdb", "chdb"] + (
+    ["clickhouse"] if os.environ.get("ASSAY_TEST_CLICKHOUSE_URL") else []
+)
+
+
+def _store_url(backend: str, tmp_path: Path) -> str:
+    if backend == "duckdb":
+        return str(tmp_path / "e.duckdb")
+    if backend == "chdb":
+        return f"chdb://{tmp_path / 'chdb'}"
+    base = urlsplit(os.environ["ASSAY_TEST_CLICKHOUSE_URL"])
+    return urlunsplit(base._replace(path=f"/assay_test_{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture(params=BACKENDS)
+def eval_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings of a fresh store on each backend (runs go through the API to the store)."""
+    backend: str = request.param
+    if backend != "duckdb":
+        need = "chdb" if backend == "chdb" else "clickhouse_connect"
+        pytest.importorskip(need, reason='ClickHouse backend: pip install "assay[clickhouse]"')
+    db = _store_url(backend, tmp_path)
+    # Port 9 (discard) never answers: the in-process app on the store is used.
+    yield Settings(db=db, url="http://127.0.0.1:9", decode_workers=0)
+    if backend == "clickhouse":
+        st = open_store(db)
+        try:
+            st.cmd(f"DROP DATABASE IF EXISTS `{st.database}`")  # type: ignore[attr-defined]
+        finally:
+            st.close()
 
 
 class Counting:
@@ -64,7 +96,7 @@ async def test_run_records_trials_scores_and_statistics(eval_settings: Settings)
     assert s.scorers["exact"].agreement.flaky == ()
     assert s.scorers["exact"].pass_at_k[3] == pytest.approx(9 / 12)
     assert s.scorers["contains"].estimate.mean == pytest.approx(9 / 12)
-    store = DuckDBStore(eval_settings.db)
+    store = open_store(eval_settings.db)
     try:
         # Each trial is a span in the store: the cost and latency of evaluation are visible.
         assert store.count_spans() >= 36
@@ -110,7 +142,7 @@ async def test_cancelled_run_is_interrupted_and_resumes_without_repeats(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    store = DuckDBStore(eval_settings.db)
+    store = open_store(eval_settings.db)
     try:
         (run,) = store.list_runs("default")
         assert run.status == "interrupted"
@@ -156,7 +188,7 @@ async def test_chat_target_against_scripted_model(eval_settings: Settings) -> No
     assert result.summary.scorers["exact"].estimate.mean == pytest.approx(1 / 12)
     assert result.run.target["model"] == "test-model"
     assert "api_key" not in result.run.target
-    store = DuckDBStore(eval_settings.db)
+    store = open_store(eval_settings.db)
     try:
         # Every target call is an LLM span of service assay-eval, child of its trial span.
         llm_calls = SpanFilter(project="default", service="assay-eval", kind="llm")
