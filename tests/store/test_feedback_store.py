@@ -1,7 +1,7 @@
 """Feedback and stored calibrators on every backend: ids are idempotency keys (the first
 record of an id is kept and returned), listing order and filters, judge scores per
-(trace, span) with trace-level records standing for the root span, and calibrators
-replaced, listed and deleted."""
+(trace, span) with trace-level records standing for the root span, the queue a label
+came from, and calibrators replaced, listed and deleted."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 
-from assay.calibration import StoredCalibrator
+from assay.calibration import LabelOrigin, StoredCalibrator
 from assay.feedback import make_feedback
 from assay.model import Feedback, Span
 from assay.query import SpanFilter
+from assay.queues import LABELLED, LabelSpec, Queue, QueueItem
 from assay.store import Store
 
 P = "p"
@@ -274,3 +275,82 @@ def test_calibrators_are_replaced_listed_and_deleted(store: Store) -> None:
     # Fitted again after a delete: stored again.
     store.save_calibrator(first)
     assert store.get_calibrator(P, "help") == first
+
+
+# -- label origins ------------------------------------------------------------------------
+
+
+def labelled_queue(
+    store: Store, name: str, strategy: str, items: dict[int, float | None], at: datetime
+) -> list[str]:
+    """A queue over items 0, 1, … (given with their inclusion probabilities), each labelled
+    through it by 'ana' at ``at``; returns the labels' ids. Item -n is left open."""
+    keys = sorted(items, key=abs)
+    created = store.create_queue(
+        Queue(
+            project=P,
+            name=name,
+            queue_id=f"q-{name}",
+            strategy=strategy,
+            params={},
+            seed=0,
+            label=LabelSpec("human", "boolean"),
+            size=len(keys),
+            item_count=len(keys),
+            population=10,
+            lease_seconds=1800,
+            created_at=T0,
+        ),
+        [
+            QueueItem(
+                project=P,
+                queue=name,
+                item_id=n + 1,
+                trace_id=tid(abs(i)),
+                span_id=sid(abs(i)),
+                input_text=None,
+                output_text=None,
+                input_messages=None,
+                output_messages=None,
+                context={},
+                inclusion_probability=items[i],
+            )
+            for n, i in enumerate(keys)
+        ],
+    )
+    assert created
+    ids = []
+    for n, i in enumerate(keys):
+        if i < 0:
+            continue
+        record = fb(i, True, id=f"{name}-{i}", name="human", source="reviewer", at=at)
+        assert store.finish_queue_item(P, name, n + 1, "ana", LABELLED, at, feedback=record)
+        ids.append(record.feedback_id)
+    return ids
+
+
+def test_a_label_comes_from_its_queue_item_or_the_queue_that_labelled_its_item_last(
+    store: Store,
+) -> None:
+    hour = timedelta(hours=1)
+    assert labelled_queue(store, "a", "random", {0: 0.5, 1: 0.5}, T0) == ["a-0", "a-1"]
+    assert labelled_queue(store, "b", "stratified", {1: 0.25}, T0 + hour) == ["b-1"]
+    labelled_queue(store, "c", "disagreement", {-2: None}, T0)  # open: labels nothing
+    a, b = LabelOrigin("a", "random", 0.5), LabelOrigin("b", "stratified", 0.25)
+
+    def origins(*labels: tuple[str, int]) -> list[LabelOrigin | None]:
+        keys = [(tid(i), sid(i)) for _, i in labels]
+        return store.label_origins(P, [f for f, _ in labels], keys)
+
+    # By the label's own id first: a-1 came from queue a although b labelled item 1 later.
+    assert origins(("a-0", 0), ("a-1", 1), ("b-1", 1), ("adhoc", 2)) == [a, a, b, None]
+    # A label recorded outside any queue on an item queues labelled (a correction): the
+    # queue that finished the item last.
+    assert origins(("fix-0", 0), ("fix-1", 1)) == [a, b]
+    assert store.label_origins(P, ["fix-9"], [(tid(9), None)]) == [None]
+    assert store.label_origins("other", ["a-0"], [(tid(0), sid(0))]) == [None]
+    # A deleted queue no longer explains any label.
+    assert store.delete_queue(P, "b")
+    assert origins(("b-1", 1), ("fix-1", 1)) == [a, a]
+    assert store.delete_queue(P, "a")
+    assert origins(("a-0", 0), ("b-1", 1)) == [None, None]
