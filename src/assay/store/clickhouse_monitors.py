@@ -181,6 +181,11 @@ class HeldLeases(Leases):
         lease = self.held(key, owner)
         if lease is None:
             return False
+        if until < lease.expires_at:
+            # A claim's expiry only grows: a shorter lease is a new claim, which another
+            # replica may win in between (then ``owner`` has lost it, as after a takeover).
+            self._event(key, lease.claim_id, owner, "release", lease.expires_at)
+            return self.take(key, owner, until - _TICK, until)
         self._event(key, lease.claim_id, owner, "renew", until)
         if self.settle:
             time.sleep(self.settle)
@@ -702,10 +707,7 @@ class MonitorsTables(ClickHouseBase):
         self, alert: MonitorAlert, owner: str, lease_until: datetime | None
     ) -> bool:
         """Record a delivery attempt (status, attempts, last HTTP status, error, times) of
-        an alert ``owner`` holds; ``lease_until`` None releases it. False when not held.
-
-        A lease cannot be shortened on ClickHouse: an earlier ``lease_until`` than the
-        current expiry keeps the later one (another scheduler waits that much longer)."""
+        an alert ``owner`` holds; ``lease_until`` None releases it. False when not held."""
         with self._write_lock:
             p = Params()
             rows = self._alerts(
