@@ -22,6 +22,8 @@ from assay.settings import Settings
 from assay.store.duckdb import DuckDBStore
 from drift_support import DAY1, traffic
 
+pytestmark = pytest.mark.all_backends
+
 P = "default"
 
 
