@@ -379,20 +379,35 @@ class QueuesTables(ClickHouseBase):
             leases.release(key, owner, datetime.now(UTC))
 
     def _queue_row(self, project: str, name: str) -> list[Any] | None:
+        """The queue's columns (``_QUEUE_COLS``) and, last, its version."""
         p = Params()
         rows = self.q(
-            f"SELECT {_QSEL} FROM {{db}}.queues FINAL "
+            f"SELECT {_QSEL}, version FROM {{db}}.queues FINAL "
             f"WHERE project = {p(project, 'String')} AND name = {p(name, 'String')}",
             p,
         )
         return list(rows[0]) if rows else None
 
-    def _write_queue(self, row: Sequence[Any]) -> None:
-        self.insert_rows("queues", [*_QUEUE_COLS, "version"], [[*row, self.version()]])
+    def _next_version(self, stored: int | None) -> int:
+        """A version above ``stored``: the write time, unless this host's clock is behind
+        the one that wrote the stored row (replicas' clocks differ)."""
+        now = self.version()
+        return now if stored is None else max(now, int(stored) + 1)
 
-    def _write_items(self, rows: Sequence[Sequence[Any]]) -> None:
-        version = self.version()
-        self.insert_rows("queue_items", [*_ITEM_COLS, "version"], [[*r, version] for r in rows])
+    def _write_queue(self, row: Sequence[Any], stored: int | None = None) -> None:
+        self.insert_rows(
+            "queues",
+            [*_QUEUE_COLS, "version"],
+            [[*row[: len(_QUEUE_COLS)], self._next_version(stored)]],
+        )
+
+    def _write_items(self, rows: Sequence[Sequence[Any]], stored: int | None = None) -> None:
+        version = self._next_version(stored)
+        self.insert_rows(
+            "queue_items",
+            [*_ITEM_COLS, "version"],
+            [[*r[: len(_ITEM_COLS)], version] for r in rows],
+        )
 
     def _drop_items(self, project: str, name: str) -> None:
         """Write a deleted version of every item the queue holds."""
@@ -401,7 +416,8 @@ class QueuesTables(ClickHouseBase):
             "INSERT INTO {db}.queue_items (project, queue, item_id, trace_id, span_id, "
             "context, status, version, deleted) "
             f"SELECT project, queue, item_id, trace_id, span_id, '{{}}', status, "
-            f"{p(self.version(), 'UInt64')}, 1 FROM {{db}}.queue_items FINAL "
+            f"greatest({p(self.version(), 'UInt64')}, version + 1), 1 "
+            "FROM {db}.queue_items FINAL "
             f"WHERE project = {p(project, 'String')} AND queue = {p(name, 'String')}",
             p,
         )
@@ -469,7 +485,7 @@ class QueuesTables(ClickHouseBase):
                 self._write_items([_item_row(i, last + n) for n, i in enumerate(new, start=1)])
                 row[_Q["item_count"]] = int(row[_Q["item_count"]]) + len(new)
                 row[_Q["population"]] = int(row[_Q["population"]]) + len(new)
-                self._write_queue(row)
+                self._write_queue(row, stored=row[len(_QUEUE_COLS)])
         return len(new)
 
     def get_queue(self, project: str, name: str) -> Queue | None:
@@ -499,7 +515,7 @@ class QueuesTables(ClickHouseBase):
             self.insert_rows(
                 "queues",
                 ["project", "name", "version", "deleted"],
-                [[project, name, self.version(), 1]],
+                [[project, name, self._next_version(row[len(_QUEUE_COLS)]), 1]],
             )
             p = Params()
             ids = [
@@ -589,9 +605,10 @@ class QueuesTables(ClickHouseBase):
         return [_item(r) for r in self.q(sql, p)]
 
     def _item_raw(self, project: str, name: str, item_id: int) -> list[Any] | None:
+        """The item's columns (``_ITEM_COLS``) and, last, its version."""
         p = Params()
         rows = self.q(
-            f"SELECT {_ISEL} FROM {{db}}.queue_items FINAL "
+            f"SELECT {_ISEL}, version FROM {{db}}.queue_items FINAL "
             f"WHERE project = {p(project, 'String')} AND queue = {p(name, 'String')} "
             f"AND item_id = {p(int(item_id), 'Int64')}",
             p,
@@ -614,7 +631,7 @@ class QueuesTables(ClickHouseBase):
             if row is None or row[_I["status"]] != OPEN:
                 return None
             change(row)
-            self._write_items([row])
+            self._write_items([row], stored=row[len(_ITEM_COLS)])
         return _item(row)
 
     def claim_queue_item(
