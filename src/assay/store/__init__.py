@@ -528,12 +528,9 @@ def open_store(
     ``assay[clickhouse]`` extra)."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme in ("clickhouse", "clickhouses", "chdb"):
-        from typing import cast
-
         from assay.store.clickhouse_store import ClickHouseStore
 
-        # TODO(issue 7): drop the cast once every table mixin is implemented.
-        return cast(Store, ClickHouseStore(url))
+        return ClickHouseStore(url)
     from assay.store.duckdb import DuckDBStore
 
     path = url.removeprefix("duckdb://") if scheme == "duckdb" else url

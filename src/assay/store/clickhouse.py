@@ -156,9 +156,14 @@ class Schema:
         order_by: str,
         partition_by: str | None = None,
         extra: str = "",
+        shard_by: str | None = None,
     ) -> list[str]:
         """``CREATE TABLE`` statements: one table, or a replicated local table plus a
-        Distributed table of the same name, so queries never name the local one."""
+        Distributed table of the same name, so queries never name the local one.
+
+        On a cluster, rows are sharded by ``shard_by``, by default a hash of the sorting
+        key: every version of a record lands on one shard, where ``FINAL`` can merge them
+        (a random sharding key would scatter versions across shards)."""
         args = version or ""
         local = name
         if self.cluster:
@@ -178,9 +183,15 @@ class Schema:
             out.append(
                 f"CREATE TABLE IF NOT EXISTS `{self.database}`.`{name}`{self.on_cluster()} "
                 f"AS `{self.database}`.`{local}` ENGINE = Distributed(`{self.cluster}`, "
-                f"`{self.database}`, `{local}`, rand())"
+                f"`{self.database}`, `{local}`, {shard_by or 'cityHash64' + _tuple(order_by)})"
             )
         return out
+
+
+def _tuple(order_by: str) -> str:
+    """A sorting key as an argument list: ``(a, b)`` stays, ``a`` becomes ``(a)``."""
+    key = order_by.strip()
+    return key if key.startswith("(") else f"({key})"
 
 
 def _spans_ddl(schema: Schema) -> list[str]:
@@ -233,6 +244,9 @@ def _spans_ddl(schema: Schema) -> list[str]:
         version="ingested_at",
         partition_by="toYYYYMM(start_time)",
         order_by="(project, start_time, trace_id, span_id)",
+        # A trace lives on one shard: get_trace and the duplicate check read one shard's
+        # granules, and a resent span meets its first copy there.
+        shard_by="cityHash64(project, trace_id)",
     )
 
 

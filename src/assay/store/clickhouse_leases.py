@@ -41,6 +41,7 @@ def leases_ddl(schema: Schema) -> list[str]:
         stamp DateTime64(9, 'UTC') DEFAULT now64(9)""",
         engine="MergeTree",
         order_by="(scope, key, stamp)",
+        shard_by="cityHash64(scope, key)",
         extra="TTL toDateTime(stamp) + INTERVAL 30 DAY",
     )
 
