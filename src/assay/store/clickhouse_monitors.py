@@ -25,7 +25,6 @@ it?" can be answered without a clock, as DuckDB's ``lease_owner = ?`` does.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +33,7 @@ from typing import Any
 
 from assay.monitors.values import PENDING, Monitor, MonitorAlert, MonitorCheck, MonitorResult
 from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
-from assay.store.clickhouse_leases import Lease, Leases, lease_key
+from assay.store.clickhouse_leases import HeldLeases, lease_key
 
 _NTIME = f"Nullable({TIME})"
 
@@ -106,102 +105,6 @@ _TICK = timedelta(microseconds=1)
 
 def _cols(spec: str) -> list[str]:
     return [c.strip() for c in spec.split(",")]
-
-
-class HeldLeases(Leases):
-    """:class:`Leases` plus the clockless questions of the Store protocol.
-
-    ``take`` claims a key nobody holds at ``now`` (not even the caller, as a conditional
-    ``UPDATE … WHERE lease free`` would refuse) and confirms the win with a renew event.
-    The *current* claim of a key is its latest confirmed claim, unless released: what
-    DuckDB keeps in ``lease_owner`` (expired or not, until someone else claims).
-    ``owner`` holds a key while the current claim is its own and no other owner has an
-    unreleased claim after it (a replica that found the lease expired and is claiming
-    it): then the lease counts as lost, as it would be once that claim wins.
-    """
-
-    #: How many of a key's latest claims are read to answer who holds it.
-    RECENT = 16
-
-    def take(self, key: str, owner: str, now: datetime, until: datetime) -> bool:
-        """Claim ``key`` if nobody holds it at ``now``; True when ``owner`` won it."""
-        if self.holder(key, now) is not None or not self.claim(key, owner, now, until):
-            return False
-        return self.renew(key, owner, now, until)
-
-    def _claims(self, keys: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
-        """Each key's latest claims, oldest first: (stamp, claim_id, owner, expires,
-        confirmed, released)."""
-        if not keys:
-            return {}
-        p = Params()
-        rows = self.store.q(
-            f"""
-            SELECT key, minIf(stamp, event = 'claim') AS claimed, claim_id,
-                   anyIf(owner, event = 'claim'), max(expires_at),
-                   countIf(event = 'renew') > 0, countIf(event = 'release') > 0
-            FROM {{db}}.leases
-            WHERE scope = {p(self.scope, 'String')} AND key IN {p(list(keys), 'Array(String)')}
-            GROUP BY key, claim_id
-            HAVING countIf(event = 'claim') > 0
-            ORDER BY key, claimed DESC, claim_id DESC
-            LIMIT {self.RECENT} BY key
-            """,
-            p,
-        )
-        out: dict[str, list[tuple[Any, ...]]] = {}
-        for key, *rest in rows:
-            out.setdefault(key, []).insert(0, tuple(rest))
-        return out
-
-    def current(self, keys: Sequence[str]) -> dict[str, Lease]:
-        """The current (latest confirmed, unreleased) claim of each key that has one."""
-        out: dict[str, Lease] = {}
-        for key, claims in self._claims(keys).items():
-            confirmed = [c for c in claims if c[4]]
-            if confirmed and not confirmed[-1][5]:
-                _, claim_id, owner, expires, _, _ = confirmed[-1]
-                out[key] = Lease(key, claim_id, owner, utc(expires) or expires)
-        return out
-
-    def held(self, key: str, owner: str) -> Lease | None:
-        """``owner``'s current claim on ``key`` while it still holds it, else None."""
-        claims = self._claims([key]).get(key, [])
-        last = max((i for i, c in enumerate(claims) if c[4]), default=None)
-        if last is None or claims[last][5] or claims[last][2] != owner:
-            return None
-        if any(c[2] != owner and not c[5] for c in claims[last + 1 :]):
-            return None
-        _, claim_id, _, expires, _, _ = claims[last]
-        return Lease(key, claim_id, owner, utc(expires) or expires)
-
-    def extend(self, key: str, owner: str, until: datetime) -> bool:
-        """Move ``owner``'s lease on ``key`` to ``until``; False when it no longer holds it
-        (checked again after the write, so a concurrent takeover is never missed)."""
-        lease = self.held(key, owner)
-        if lease is None:
-            return False
-        if until < lease.expires_at:
-            # A claim's expiry only grows: a shorter lease is a new claim, which another
-            # replica may win in between (then ``owner`` has lost it, as after a takeover).
-            self._event(key, lease.claim_id, owner, "release", lease.expires_at)
-            return self.take(key, owner, until - _TICK, until)
-        self._event(key, lease.claim_id, owner, "renew", until)
-        if self.settle:
-            time.sleep(self.settle)
-        again = self.held(key, owner)
-        if again is not None and again.claim_id == lease.claim_id:
-            return True
-        self._event(key, lease.claim_id, owner, "release", until)
-        return False
-
-    def drop(self, key: str, owner: str) -> bool:
-        """Release ``owner``'s lease on ``key``; False when it did not hold it."""
-        lease = self.held(key, owner)
-        if lease is None:
-            return False
-        self._event(key, lease.claim_id, owner, "release", lease.expires_at)
-        return True
 
 
 @dataclass(frozen=True)

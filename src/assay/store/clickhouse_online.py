@@ -39,8 +39,7 @@ from assay.model import ScorerSpec, Span
 from assay.online import Mark, OnlineRule, ProgressUpdate, RuleProgress
 from assay.query import SpanFilter
 from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
-from assay.store.clickhouse_leases import lease_key
-from assay.store.clickhouse_monitors import HeldLeases
+from assay.store.clickhouse_leases import HeldLeases, lease_key
 
 if TYPE_CHECKING:
     from assay.model import Feedback
