@@ -163,3 +163,24 @@ def test_golden_cases_keep_file_order_and_sets_are_listed_per_name(store: Store)
     assert [v.name for v in store.list_golden_versions("p")] == ["small", "big"]
     (big,) = store.list_golden_versions("p", "big")
     assert big.source == "cases.yaml" and big.case_count == 30 and big.description is None
+
+
+def test_a_replica_with_a_slow_clock_still_moves_runs_and_retries_on(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import assay.store.clickhouse_evals as ch_evals
+
+    store.create_run(run())
+    store.record_trials("p", [trial("a", 0, error="timeout")])
+    # Another replica writes next, its clock an hour behind (no effect on DuckDB).
+    hour_ago = time.time_ns() - 3_600 * 10**9
+    monkeypatch.setattr(ch_evals, "_last_tick", 0)
+    monkeypatch.setattr(ch_evals.time, "time_ns", lambda: hour_ago)
+    store.set_run_status("p", "r1", "interrupted")
+    assert store.get_run("p", "r1").status == "interrupted"  # type: ignore[union-attr]
+    assert store.record_trials("p", [trial("a", 0, error="rate limited")]) == 1
+    assert [t.error for t in store.iter_trials("p", "r1")] == ["rate limited"]
+    assert store.record_trials("p", [trial("a", 0)]) == 1
+    assert store.completed_trials("p", "r1") == {("a", 0)}

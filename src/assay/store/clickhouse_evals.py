@@ -93,10 +93,11 @@ def first_wins() -> int:
     return _FIRST - tick()
 
 
-def attempt_version(succeeded: bool) -> int:
+def attempt_version(succeeded: bool, failed_before: int = 0) -> int:
     """The version of a new trial attempt: any success beats any failure; among successes
-    the first, among failures the last."""
-    return _SUCCESS + first_wins() if succeeded else tick()
+    the first, among failures the last (above ``failed_before``, the stored failure's
+    attempt, even when this replica's clock is behind the one that wrote it)."""
+    return _SUCCESS + first_wins() if succeeded else max(tick(), failed_before + 1)
 
 
 def _migration(schema: Schema) -> list[str]:
@@ -296,16 +297,19 @@ class EvalsTables(ClickHouseBase):
     # -- runs ---------------------------------------------------------------------------
 
     def _run_row(self, project: str, run_id: str) -> tuple[Any, ...] | None:
+        """A run's columns in :data:`_RUN_COLS` order, then its row version."""
         p = Params()
         rows = self.q(
-            f"SELECT {_RUN_COLS} FROM {{db}}.eval_runs FINAL "
+            f"SELECT {_RUN_COLS}, version FROM {{db}}.eval_runs FINAL "
             f"WHERE project = {p(project, 'String')} AND run_id = {p(run_id, 'String')}",
             p,
         )
         return rows[0] if rows else None
 
-    def _write_run(self, row: Sequence[Any]) -> None:
-        self.insert_rows("eval_runs", [*_RUN_COLS.split(", "), "version"], [[*row, tick()]])
+    def _write_run(self, row: Sequence[Any], stored_version: int = 0) -> None:
+        # Above the stored version even when this replica's clock is behind the writer's.
+        version = max(tick(), stored_version + 1)
+        self.insert_rows("eval_runs", [*_RUN_COLS.split(", "), "version"], [[*row, version]])
 
     def create_run(self, run: EvalRun) -> EvalRun:
         """Record a new run; an existing run id is an error (resume with :meth:`get_run`)."""
@@ -366,11 +370,11 @@ class EvalsTables(ClickHouseBase):
             row = self._run_row(project, run_id)
             if row is None:
                 return
-            new = list(row)
+            new = list(row[:-1])
             new[7] = max(int(row[7]), trials if trials is not None else int(row[7]))
             new[8] = status
             new[10] = finished
-            self._write_run(new)
+            self._write_run(new, int(row[-1]))
 
     # -- trials -------------------------------------------------------------------------
 
@@ -390,6 +394,23 @@ class EvalsTables(ClickHouseBase):
                 out[case_id, int(k)] = (int(attempt), bool(ok))
         return out
 
+    def _stored_scorers(
+        self, project: str, run_id: str, attempts: Sequence[tuple[str, int, int]]
+    ) -> set[tuple[str, int, str]]:
+        """(case, trial, scorer) of the scores stored under these (case, trial, attempt)."""
+        out: set[tuple[str, int, str]] = set()
+        for chunk in _chunks(attempts, _KEY_CHUNK):
+            p = Params()
+            rows = self.q(
+                "SELECT case_id, trial, scorer FROM {db}.eval_scores "
+                f"WHERE project = {p(project, 'String')} AND run_id = {p(run_id, 'String')} "
+                f"AND (case_id, trial, attempt) IN "
+                f"{p([tuple(a) for a in chunk], 'Array(Tuple(String, Int32, UInt64))')}",
+                p,
+            )
+            out.update((str(c), int(k), str(sc)) for c, k, sc in rows)
+        return out
+
     def record_trials(self, project: str, trials: Sequence[Trial]) -> int:
         """Store finished trials of one run with their scores. A trial already stored is
         replaced only if the stored one had failed (a retried error); scores of a stored
@@ -404,15 +425,20 @@ class EvalsTables(ClickHouseBase):
             unique.setdefault((t.case_id, t.trial), t)
         with self._write_lock:
             stored = self._stored_attempts(project, run_id, [c for c, _ in unique])
+            finished = [(*k, a) for k, (a, ok) in stored.items() if ok and k in unique]
+            scored = self._stored_scorers(project, run_id, finished)
             trial_rows: list[list[Any]] = []
             score_rows: list[list[Any]] = []
             for key, t in unique.items():
                 previous = stored.get(key)
                 if previous is not None and previous[1]:
-                    attempt = previous[0]  # finished: keep it, only fill in missing scores
-                else:
-                    attempt = attempt_version(t.error is None)
-                    trial_rows.append(_trial_row(project, t, attempt))
+                    # Finished: kept as it is; only scorers it has nothing from are added.
+                    attempt = previous[0]
+                    rows = _score_rows(project, t, attempt)
+                    score_rows += [r for r in rows if (*key, r[5]) not in scored]
+                    continue
+                attempt = attempt_version(t.error is None, previous[0] if previous else 0)
+                trial_rows.append(_trial_row(project, t, attempt))
                 score_rows += _score_rows(project, t, attempt)
             # Scores first: they count only once the trial row naming their attempt lands.
             for chunk in _chunks(score_rows, 50_000):
