@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -19,6 +16,7 @@ from assay.server import create_app
 from assay.settings import Settings
 from assay.store import open_store
 from assay.store.duckdb import DuckDBStore
+from backends import BACKENDS, store_url
 
 pytest_plugins = ["pytester"]
 
@@ -29,13 +27,6 @@ JSON_CT = {"content-type": "application/json"}
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "assay.duckdb")
-
-
-#: Every store backend the suite can run on: DuckDB, ClickHouse in-process (chDB), and a
-#: real ClickHouse server when ASSAY_TEST_CLICKHOUSE_URL is set (a fresh database per test).
-BACKENDS = ["duckdb", "chdb"] + (
-    ["clickhouse"] if os.environ.get("ASSAY_TEST_CLICKHOUSE_URL") else []
-)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,16 +44,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         Path(str(metafunc.definition.path)).parent.name == "store"
     )
     metafunc.parametrize("store", BACKENDS if every else ["duckdb"], indirect=True)
-
-
-def store_url(backend: str, tmp_path: Path) -> str:
-    """A fresh store location on ``backend``."""
-    if backend == "chdb":
-        return f"chdb://{tmp_path / 'chdb'}"
-    if backend == "clickhouse":
-        base = urlsplit(os.environ["ASSAY_TEST_CLICKHOUSE_URL"])
-        return urlunsplit(base._replace(path=f"/assay_test_{uuid.uuid4().hex[:12]}"))
-    return str(tmp_path / "assay.duckdb")
 
 
 @pytest.fixture

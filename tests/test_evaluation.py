@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -19,26 +16,11 @@ from assay.query import SpanFilter
 from assay.runner import RunError
 from assay.settings import Settings
 from assay.store import open_store
+from backends import BACKENDS, store_url
 from scripted_llm import ScriptedLLM
 
 CASES = [Case(id=f"c{i:02d}", input=f"question {i}", expected=f"answer {i}") for i in range(12)]
 GOLDEN = golden_set_from_cases("qa", CASES)
-
-
-# The backends of the `store` fixture (conftest.py cannot be imported: tests/scorers has
-# its own), for runs that open their store from settings rather than take the fixture.
-BACKENDS = ["duckdb", "chdb"] + (
-    ["clickhouse"] if os.environ.get("ASSAY_TEST_CLICKHOUSE_URL") else []
-)
-
-
-def _store_url(backend: str, tmp_path: Path) -> str:
-    if backend == "duckdb":
-        return str(tmp_path / "e.duckdb")
-    if backend == "chdb":
-        return f"chdb://{tmp_path / 'chdb'}"
-    base = urlsplit(os.environ["ASSAY_TEST_CLICKHOUSE_URL"])
-    return urlunsplit(base._replace(path=f"/assay_test_{uuid.uuid4().hex[:12]}"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -48,7 +30,7 @@ def eval_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Se
     if backend != "duckdb":
         need = "chdb" if backend == "chdb" else "clickhouse_connect"
         pytest.importorskip(need, reason='ClickHouse backend: pip install "assay[clickhouse]"')
-    db = _store_url(backend, tmp_path)
+    db = store_url(backend, tmp_path)
     # Port 9 (discard) never answers: the in-process app on the store is used.
     yield Settings(db=db, url="http://127.0.0.1:9", decode_workers=0)
     if backend == "clickhouse":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -105,14 +107,21 @@ def test_aggregate_sets_equal_separate_aggregates_at_every_level(filled: Store) 
     # A group whose value is NULL must stay apart from the rolled-up rows.
     filled.insert_spans([span(100 + i, route=None) for i in range(3)])
     sets = filled.aggregate_sets(flt, width, "route")
-    assert sets.by_bucket_group == filled.aggregate(flt, width, "route")
-    assert sets.by_bucket == filled.aggregate(flt, width, None)
-    assert sets.by_group == filled.aggregate(flt, None, "route")
-    assert [sets.total] == filled.aggregate(flt, None, None)
+
+    def same(a: list[Any], b: list[Any]) -> None:
+        # One engine may add the same floats in another order than the other query did.
+        assert [replace(x, cost=round(x.cost, 9)) for x in a] == [
+            replace(x, cost=round(x.cost, 9)) for x in b
+        ]
+
+    same(sets.by_bucket_group, filled.aggregate(flt, width, "route"))
+    same(sets.by_bucket, filled.aggregate(flt, width, None))
+    same(sets.by_group, filled.aggregate(flt, None, "route"))
+    same([sets.total], filled.aggregate(flt, None, None))
     assert None in {a.group for a in sets.by_group}
     only_groups = filled.aggregate_sets(flt, None, "model")
     assert only_groups.by_bucket_group == [] and only_groups.by_bucket == []
-    assert only_groups.by_group == filled.aggregate(flt, None, "model")
+    same(only_groups.by_group, filled.aggregate(flt, None, "model"))
     assert filled.aggregate_sets(SpanFilter("nobody"), width, "model").total is None
 
 

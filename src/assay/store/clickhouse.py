@@ -35,6 +35,11 @@ def utc(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def as_utc_naive(dt: datetime) -> datetime:
+    """A datetime as naive UTC for ClickHouse; a naive one already is UTC (as on DuckDB)."""
+    return dt if dt.tzinfo is None else dt.astimezone(UTC).replace(tzinfo=None)
+
+
 class Params:
     """Server-side query parameters: ``p(value, "String")`` returns ``{p0:String}``."""
 
@@ -45,7 +50,7 @@ class Params:
     def __call__(self, value: Any, type_: str) -> str:
         name = f"p{next(self._n)}"
         if isinstance(value, datetime):
-            value = value.astimezone(UTC).replace(tzinfo=None)
+            value = as_utc_naive(value)
         self.values[name] = value
         return "{" + f"{name}:{type_}" + "}"
 
@@ -126,6 +131,9 @@ def connect(target: Target) -> Any:
             secure=target.secure,
             # Sessions serialize queries; the store issues them from many threads.
             autogenerate_session_id=False,
+            # On a cluster, an insert returns once the shards have it, so the next read
+            # (a lease check, a read-modify-write) sees it.
+            settings={"distributed_foreground_insert": 1} if target.cluster else None,
             connect_timeout=10,
             send_receive_timeout=300,
         )
@@ -335,10 +343,7 @@ class ClickHouseBase:
         """Insert Python rows (datetimes are stored as UTC)."""
         if not rows:
             return
-        fixed = [
-            [v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v for v in r]
-            for r in rows
-        ]
+        fixed = [[as_utc_naive(v) if isinstance(v, datetime) else v for v in r] for r in rows]
         try:
             self._client.insert(table, fixed, column_names=list(columns), database=self.database)
         except Exception as exc:

@@ -1,0 +1,25 @@
+"""The store backends the suite runs on, for the `store` fixture (conftest.py) and for
+tests that open a store from settings rather than take the fixture."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+#: DuckDB, ClickHouse in-process (chDB), and a real ClickHouse server when
+#: ASSAY_TEST_CLICKHOUSE_URL is set (a fresh database per test).
+BACKENDS = ["duckdb", "chdb"] + (
+    ["clickhouse"] if os.environ.get("ASSAY_TEST_CLICKHOUSE_URL") else []
+)
+
+
+def store_url(backend: str, tmp_path: Path) -> str:
+    """A fresh store location on ``backend``."""
+    if backend == "chdb":
+        return f"chdb://{tmp_path / 'chdb'}"
+    if backend == "clickhouse":
+        base = urlsplit(os.environ["ASSAY_TEST_CLICKHOUSE_URL"])
+        return urlunsplit(base._replace(path=f"/assay_test_{uuid.uuid4().hex[:12]}"))
+    return str(tmp_path / "assay.duckdb")
