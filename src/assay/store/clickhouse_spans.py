@@ -58,11 +58,13 @@ def where(flt: SpanFilter, p: Params) -> str:
     if flt.min_cost is not None:
         clauses.append(f"cost >= {p(float(flt.min_cost), 'Float64')}")
     if flt.text:
-        # lower(...) LIKE matches the ngram skip indexes, which are built on lower(text).
-        needle = p(flt.text.lower(), "String")
+        # lower(coalesce(…)) LIKE is what the ngrambf_v1 skip indexes are built on: a
+        # string found nowhere skips almost every granule (position() would scan them all).
+        escaped = flt.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        needle = p(f"%{escaped}%", "String")
         clauses.append(
-            f"(position(lower(coalesce(input_text, '')), {needle}) > 0 "
-            f"OR position(lower(coalesce(output_text, '')), {needle}) > 0)"
+            f"(lower(coalesce(input_text, '')) LIKE {needle} "
+            f"OR lower(coalesce(output_text, '')) LIKE {needle})"
         )
     for key, value in flt.attributes.items():
         clauses.append(
