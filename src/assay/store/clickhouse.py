@@ -58,6 +58,13 @@ class Params:
 TIME = "DateTime64(6, 'UTC')"
 
 
+def one_of(p: Params, values: Sequence[Any], type_: str = "String") -> str:
+    """The right side of ``x IN …`` for a list parameter. A subquery over the array, not
+    the array itself: ClickHouse checks every row against a literal array element by
+    element (80k ids took 35 s), but builds a hash set from a subquery (0.2 s)."""
+    return f"(SELECT arrayJoin({p(list(values), f'Array({type_})')}))"
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a ClickHouse store lives, parsed from its URL."""

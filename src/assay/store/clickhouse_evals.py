@@ -28,7 +28,7 @@ from typing import Any
 
 from assay.model import EvalRun, GoldenVersion, Output, Score, ScorerSpec, Trial
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
 
 #: Trials read per query when streaming a run's results (memory stays flat in run size).
 _TRIAL_PAGE = 2_000
@@ -388,7 +388,7 @@ class EvalsTables(ClickHouseBase):
             for case_id, k, attempt, ok in self.q(
                 "SELECT case_id, trial, attempt, error IS NULL FROM {db}.eval_trials FINAL "
                 f"WHERE project = {p(project, 'String')} AND run_id = {p(run_id, 'String')} "
-                f"AND case_id IN {p(list(chunk), 'Array(String)')}",
+                f"AND case_id IN {one_of(p, chunk)}",
                 p,
             ):
                 out[case_id, int(k)] = (int(attempt), bool(ok))

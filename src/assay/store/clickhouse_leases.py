@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
 
 _TICK = timedelta(microseconds=1)
 
@@ -70,7 +70,7 @@ class Leases:
     def holders(self, now: datetime, keys: Sequence[str] | None = None) -> dict[str, Lease]:
         """The holder of each key that has one at ``now`` (of ``keys``, or of all)."""
         p = Params()
-        only = f" AND key IN {p(list(keys), 'Array(String)')}" if keys is not None else ""
+        only = f" AND key IN {one_of(p, keys)}" if keys is not None else ""
         if keys is not None and not keys:
             return {}
         rows = self.store.q(
@@ -174,7 +174,7 @@ class HeldLeases(Leases):
                    anyIf(owner, event = 'claim'), max(expires_at),
                    countIf(event = 'renew') > 0, countIf(event = 'release') > 0
             FROM {{db}}.leases
-            WHERE scope = {p(self.scope, 'String')} AND key IN {p(list(keys), 'Array(String)')}
+            WHERE scope = {p(self.scope, 'String')} AND key IN {one_of(p, keys)}
             GROUP BY key, claim_id
             HAVING countIf(event = 'claim') > 0
             ORDER BY key, claimed DESC, claim_id DESC

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from assay.model import ScorerSpec, Span
 from assay.online import Mark, OnlineRule, ProgressUpdate, RuleProgress
 from assay.query import SpanFilter
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
 from assay.store.clickhouse_leases import HeldLeases, lease_key
 
 if TYPE_CHECKING:
@@ -418,8 +418,8 @@ class OnlineTables(ClickHouseBase):
         rows = self.q(
             f"SELECT {', '.join(SPAN_COLUMNS)} FROM {{db}}.spans FINAL "
             f"WHERE project = {p(project, 'String')} "
-            f"AND trace_id IN {p(sorted({t for t, _ in pairs}), 'Array(String)')} "
-            f"AND (trace_id, span_id) IN {p(pairs, 'Array(Tuple(String, String))')}",
+            f"AND trace_id IN {one_of(p, sorted({t for t, _ in pairs}))} "
+            f"AND (trace_id, span_id) IN {one_of(p, pairs, 'Tuple(String, String)')}",
             p,
         )
         spans = {(s.trace_id, s.span_id): s for s in map(span_from_row, rows)}

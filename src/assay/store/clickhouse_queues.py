@@ -38,7 +38,7 @@ from assay.queues.values import (
     QueueProgress,
 )
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
 from assay.store.clickhouse_leases import Leases, lease_key
 from assay.store.clickhouse_spans import span_from_row, where
 
@@ -329,7 +329,7 @@ class QueuesTables(ClickHouseBase):
                    argMin(span_id, (parent_span_id IS NOT NULL, start_time, span_id))
             FROM {{db}}.spans FINAL
             WHERE project = {p(project, 'String')}
-              AND trace_id IN {p(list(trace_ids), 'Array(String)')}
+              AND trace_id IN {one_of(p, trace_ids)}
             GROUP BY trace_id
             """,
             p,
@@ -348,8 +348,8 @@ class QueuesTables(ClickHouseBase):
         spans = p([k[1] for k in keys], "Array(String)")
         rows = self.q(
             f"SELECT {', '.join(SPAN_COLUMNS)} FROM {{db}}.spans FINAL "
-            f"WHERE {cond} AND trace_id IN {traces} "
-            f"AND has(arrayZip({traces}, {spans}), (trace_id, span_id))",
+            f"WHERE {cond} AND trace_id IN (SELECT arrayJoin({traces})) "
+            f"AND (trace_id, span_id) IN (SELECT arrayJoin(arrayZip({traces}, {spans})))",
             p,
         )
         return [span_from_row(r) for r in rows]

@@ -23,7 +23,7 @@ from assay.model import (
 from assay.pricing import PriceTable
 from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, one_of, utc
 
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
 _COLUMN_FILTERS = (
@@ -145,7 +145,7 @@ class SpanTables(ClickHouseBase):
                 rows = self.q(
                     f"SELECT trace_id, span_id FROM {{db}}.spans "
                     f"WHERE project = {p(project, 'String')} "
-                    f"AND trace_id IN {p(ids[i : i + 5000], 'Array(String)')}",
+                    f"AND trace_id IN {one_of(p, ids[i : i + 5000])}",
                     p,
                 )
                 out.update((project, t, s) for t, s in rows)
@@ -225,7 +225,7 @@ class SpanTables(ClickHouseBase):
                        countIf(cost IS NOT NULL)
                 FROM {{db}}.spans FINAL
                 WHERE project = {p2(flt.project, 'String')}
-                  AND trace_id IN {p2([t for t, _ in page_ids], 'Array(String)')}
+                  AND trace_id IN {one_of(p2, [t for t, _ in page_ids])}
                 GROUP BY trace_id
                 """,
                 p2,

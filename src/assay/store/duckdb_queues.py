@@ -210,6 +210,7 @@ class QueueTables:
                 FROM ({units}))
             SELECT u.trace_id, u.span_id, u.stratum FROM u
             JOIN q ON coalesce(u.stratum, ?) = q.s WHERE u.rn <= q.n
+            ORDER BY q.s, u.rn
             """,
             [keys, sizes, _NULL, str(int(seed)), *params, _NULL],
         ).fetchall()
