@@ -16,6 +16,7 @@ from assay.server import create_app
 from assay.settings import Settings
 from assay.store import open_store
 from assay.store.duckdb import DuckDBStore
+from backends import close
 
 pytest.importorskip("chdb")
 
@@ -101,13 +102,3 @@ async def test_demo_pages_and_api_agree_between_duckdb_and_chdb(
     assert answers["chdb"]["traces"] == answers["duckdb"]["traces"]
     assert answers["chdb"]["compare"] == close(answers["duckdb"]["compare"])
 
-
-def close(value: Any) -> Any:
-    """``value`` with every float wrapped in pytest.approx (relative 1e-9)."""
-    if isinstance(value, float):
-        return pytest.approx(value, rel=1e-9, abs=1e-12)
-    if isinstance(value, dict):
-        return {k: close(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [close(v) for v in value]
-    return value

@@ -344,7 +344,8 @@ async def test_two_workers_never_score_one_span_twice(store: DuckDBStore) -> Non
     scorer_1, scorer_2 = RecordingScorer(delay=0.005), RecordingScorer(delay=0.005)
     w1, w2 = worker(store, scorer_1), worker(store, scorer_2)
     started = await asyncio.gather(w1.tick(), w2.tick())
-    assert sorted(started) == [1, 1]  # one rule each: a lease is held by one worker
+    # Each rule is started exactly once (which worker takes which depends on timing).
+    assert sum(started) == 2
     assert await w1.wait_idle() and await w2.wait_idle()
     await asyncio.gather(w1.stop(), w2.stop())
     by_rule = {

@@ -409,12 +409,33 @@ class ClickHouseBase:
         )
         return {r[0]: r[1] for r in rows}
 
+    #: Tables whose rows live in other tables' rows (a record's state kept apart from its
+    #: definition): they travel with that table's portable view, not on their own.
+    TRANSFER_PARTS: frozenset[str] = frozenset()
+
     def transfer_tables(self) -> list[str]:
         """Names of the tables (a cluster's distributed tables, not their local parts)."""
-        return sorted(n for n in self._engines() if not n.endswith("_local"))
+        return sorted(
+            n for n in self._engines() if not n.endswith("_local") and n not in self.TRANSFER_PARTS
+        )
+
+    def transfer_view(self, table: str) -> tuple[dict[str, str], str] | None:
+        """For a table stored differently here than its portable form (the DuckDB
+        schema): the portable columns with their types, and a SELECT producing them.
+        None: the table is its own portable form. Mixins override and call super()."""
+        return None
+
+    def transfer_write(self, table: str, data: Any) -> bool:
+        """Write portable rows of a table stored differently here; False: not such a
+        table, write it as it is. Mixins override and call super()."""
+        return False
 
     def transfer_columns(self, table: str) -> dict[str, str]:
-        """Column name -> ClickHouse type, in table order."""
+        """Column name -> ClickHouse type, in table order (the portable form's columns
+        for a table with a :meth:`transfer_view`)."""
+        view = self.transfer_view(table)
+        if view is not None:
+            return view[0]
         p = Params()
         rows = self.q(
             f"SELECT name, type FROM system.columns WHERE database = {p(self.database, 'String')}"
@@ -424,18 +445,32 @@ class ClickHouseBase:
         return {r[0]: r[1] for r in rows}
 
     def _final(self, table: str) -> str:
+        """`` FINAL`` for a versioned table, plus ``WHERE deleted = 0`` where rows carry a
+        tombstone (a deleted record is not data to copy or count)."""
         engines = self._engines()
         engine = engines.get(f"{table}_local", engines.get(table, ""))
-        return " FINAL" if "Replacing" in engine else ""
+        final = " FINAL" if "Replacing" in engine else ""
+        p = Params()
+        has_deleted = self.q(
+            f"SELECT count() FROM system.columns WHERE database = {p(self.database, 'String')}"
+            f" AND table = {p(table, 'String')} AND name = 'deleted'",
+            p,
+        )[0][0]
+        return final + (" WHERE deleted = 0" if has_deleted else "")
 
     def read_batches(
         self, table: str, columns: list[str], rows: int, where: str = ""
     ) -> Iterator[Any]:
         """The rows of ``table`` as Arrow tables (strings as strings, latest versions)."""
         cols = ", ".join(f"`{c}`" for c in columns)
-        sql = f"SELECT {cols} FROM `{self.database}`.`{table}`{self._final(table)}"
+        view = self.transfer_view(table)
+        source = (
+            f"({view[1]})" if view is not None
+            else f"`{self.database}`.`{table}`{self._final(table)}"
+        )  # fmt: skip
+        sql = f"SELECT {cols} FROM {source}"
         if where:
-            sql += f" WHERE {where}"
+            sql += (" AND " if " WHERE " in source else " WHERE ") + where
         import pyarrow as pa
 
         try:
@@ -461,6 +496,8 @@ class ClickHouseBase:
         if table == "spans":
             self.insert_arrow(data)  # type: ignore[attr-defined]
             return
+        if self.transfer_write(table, data):
+            return
         import pyarrow as pa
 
         types = self.transfer_columns(table)
@@ -474,7 +511,11 @@ class ClickHouseBase:
             raise StoreError(f"writing {table} to ClickHouse failed: {exc}") from None
 
     def count_rows(self, table: str) -> int:
-        """Rows in ``table`` after deduplication."""
+        """Rows in ``table`` after deduplication (of its portable view, if it has one)."""
+        view = self.transfer_view(table)
+        if view is not None:
+            rows = self.q(f"SELECT count() FROM ({view[1]})")
+            return int(rows[0][0]) if rows else 0
         rows = self.q(f"SELECT count() FROM `{self.database}`.`{table}`{self._final(table)}")
         return int(rows[0][0]) if rows else 0
 
