@@ -90,6 +90,8 @@ def _ddl(schema: Schema) -> list[str]:
 
 #: (migration name, DDL builder taking a Schema), applied in name order with the rest.
 MIGRATIONS: list[tuple[str, Any]] = [("m009_online", _ddl)]
+#: Copied inside the portable ``online_rules`` rows (see :meth:`OnlineTables.transfer_view`).
+TRANSFER_PARTS = frozenset({"online_progress"})
 
 _DEF_COLS = (
     "project, name, generation, scorer, score_name, sample_rate, filters, budget_usd, "
@@ -487,6 +489,158 @@ class OnlineTables(ClickHouseBase):
             last_error=(update.at, update.last_error) if update.last_error else None,
         )
         return held
+
+    # -- whole-store copy (assay.store.transfer) ----------------------------------------
+
+    def transfer_view(self, table: str) -> tuple[dict[str, str], str] | None:
+        """Rules in their portable form: the definition with its progress summed as
+        :meth:`_rules` does (no lease)."""
+        if table != "online_rules":
+            return super().transfer_view(table)
+        db = f"`{self.database}`"
+        return _RULE_TYPES, f"""
+            SELECT d.project AS project, d.name AS name, d.scorer AS scorer,
+                   d.score_name AS score_name, d.sample_rate AS sample_rate,
+                   d.filters AS filters, d.budget_usd AS budget_usd,
+                   toString(d.budget_period) AS budget_period, d.concurrency AS concurrency,
+                   d.retries AS retries, d.enabled AS enabled, d.created_at AS created_at,
+                   d.updated_at AS updated_at,
+                   if(p.has = 1, p.wm.1, d.created_at) AS watermark_at,
+                   if(p.has = 1, p.wm.2, '') AS watermark_trace,
+                   if(p.has = 1, p.wm.3, '') AS watermark_span,
+                   p.n_processed AS processed, p.n_sampled AS sampled, p.n_scored AS scored,
+                   p.n_errors AS errors, p.n_skipped AS skipped, p.n_unpriced AS unpriced,
+                   nullIf(p.cur_period, '') AS spend_period, p.cur_spend AS spend_usd,
+                   p.all_spend AS spend_total_usd, p.scored_at AS last_scored_at,
+                   nullIf(p.err.2, '') AS last_error,
+                   if(p.err.2 = '', NULL, p.err.1) AS last_error_at,
+                   CAST(NULL AS Nullable(String)) AS lease_owner,
+                   CAST(NULL AS {_NTIME}) AS lease_expires_at
+            FROM (SELECT * FROM {db}.online_rules FINAL WHERE deleted = 0) AS d
+            LEFT JOIN (
+                SELECT project, name, generation, toUInt8(1) AS has,
+                       sum(processed) AS n_processed, sum(sampled) AS n_sampled,
+                       sum(scored) AS n_scored, sum(errors) AS n_errors,
+                       sum(skipped) AS n_skipped, sum(unpriced) AS n_unpriced,
+                       argMax(period, written) AS cur_period,
+                       argMax(spend, written) AS cur_spend, sum(spend) AS all_spend,
+                       max(watermark) AS wm, max(last_scored_at) AS scored_at,
+                       max(last_error) AS err
+                FROM (
+                    SELECT project, name, generation, period, sum(processed) AS processed,
+                           sum(sampled) AS sampled, sum(scored) AS scored,
+                           sum(errors) AS errors, sum(skipped) AS skipped,
+                           sum(unpriced) AS unpriced, sum(spend) AS spend,
+                           max(written) AS written, max(watermark) AS watermark,
+                           max(last_scored_at) AS last_scored_at, max(last_error) AS last_error
+                    FROM {db}.online_progress
+                    GROUP BY project, name, generation, period
+                )
+                GROUP BY project, name, generation
+            ) AS p
+            ON p.project = d.project AND p.name = d.name AND p.generation = d.generation
+        """
+
+    def transfer_write(self, table: str, data: Any) -> bool:
+        """Write portable rules with their watermark, counters and spend. Each gets a new
+        generation: progress rows are summed, so writing them again under a generation
+        that has some (a resumed copy) would count everything twice."""
+        if table != "online_rules":
+            return super().transfer_write(table, data)
+        progress: list[list[Any]] = []
+        defs: list[list[Any]] = []
+        for r in data.to_pylist():
+            generation = uuid.uuid4().hex
+            key = [r["project"], r["name"], generation]
+            period = r["spend_period"] or ""
+            earlier = float(r["spend_total_usd"]) - float(r["spend_usd"])
+            if earlier > 0:
+                # Spend of past periods: a period of its own, written at 0 so the current
+                # period (the latest written) stays the one whose spend is "this period's".
+                progress.append(
+                    [*key, _EARLIER, 0, 0, 0, 0, 0, 0, earlier, 0, _mark(Mark(_EPOCH)),
+                     None, (_naive(_EPOCH), "")]
+                )  # fmt: skip
+            error = r["last_error"]
+            progress.append(
+                [
+                    *key,
+                    period,
+                    *(int(r[c]) for c in _COUNTERS),
+                    float(r["spend_usd"]),
+                    self.version(),
+                    _mark(Mark(r["watermark_at"], r["watermark_trace"], r["watermark_span"])),
+                    r["last_scored_at"],
+                    (_naive(r["last_error_at"] or _EPOCH), error) if error else
+                    (_naive(_EPOCH), ""),
+                ]
+            )  # fmt: skip
+            defs.append(
+                [
+                    *key,
+                    _json_text(r["scorer"]),
+                    r["score_name"],
+                    float(r["sample_rate"]),
+                    _json_text(r["filters"]),
+                    r["budget_usd"],
+                    r["budget_period"],
+                    int(r["concurrency"]),
+                    int(r["retries"]),
+                    int(bool(r["enabled"])),
+                    r["created_at"],
+                    r["updated_at"],
+                    self.version(),
+                    0,
+                ]
+            )
+        with self._write_lock:
+            # Progress first, as create_online_rule: a rule is never visible without it.
+            self.insert_rows("online_progress", _cols(_PROGRESS_COLS), progress)
+            self.insert_rows("online_rules", [*_cols(_DEF_COLS), "deleted"], defs)
+        return True
+
+
+#: The counters of a rule's progress, in ``online_progress`` order.
+_COUNTERS = ("processed", "sampled", "scored", "errors", "skipped", "unpriced")
+#: The period a copied rule's spend of earlier periods is kept under.
+_EARLIER = "(earlier)"
+
+_RULE_TYPES = {
+    "project": "String",
+    "name": "String",
+    "scorer": "String",
+    "score_name": "String",
+    "sample_rate": "Float64",
+    "filters": "String",
+    "budget_usd": "Nullable(Float64)",
+    "budget_period": "String",
+    "concurrency": "Int64",
+    "retries": "Int64",
+    "enabled": "UInt8",
+    "created_at": TIME,
+    "updated_at": TIME,
+    "watermark_at": TIME,
+    "watermark_trace": "String",
+    "watermark_span": "String",
+    **{c: "Int64" for c in _COUNTERS},
+    "spend_period": "Nullable(String)",
+    "spend_usd": "Float64",
+    "spend_total_usd": "Float64",
+    "last_scored_at": _NTIME,
+    "last_error": "Nullable(String)",
+    "last_error_at": _NTIME,
+    "lease_owner": "Nullable(String)",
+    "lease_expires_at": _NTIME,
+}
+
+
+def _mark(m: Mark) -> tuple[datetime, str, str]:
+    return (_naive(m.at), m.trace_id, m.span_id)
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's value as text (a backend may hand it over parsed)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _naive(dt: datetime) -> datetime:

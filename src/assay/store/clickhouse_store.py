@@ -35,6 +35,7 @@ class ClickHouseStore(
         *calibration.MIGRATIONS,
         *queues.MIGRATIONS,
     )
+    TRANSFER_PARTS = monitors.TRANSFER_PARTS | online.TRANSFER_PARTS
 
 
 __all__ = ["ClickHouseStore"]
