@@ -206,12 +206,6 @@ def test_a_monitor_or_rule_created_again_copies_without_its_old_history(
             store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the span copy stamps copied spans with a new ingested_at (write_table('spans') "
-    "drops the column on both backends): every copied span comes after the rule's "
-    "watermark and would be scored again",
-)
 def test_online_rules_have_nothing_new_to_score_after_a_copy(
     demo_file: Path, tmp_path: Path
 ) -> None:

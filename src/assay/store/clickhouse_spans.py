@@ -105,7 +105,9 @@ class SpanTables(ClickHouseBase):
         on one span both write it; ReplacingMergeTree and ``FINAL`` keep one."""
         if table.num_rows == 0:
             return 0
-        table = table.select(list(SCHEMA.names))
+        # A store copy carries each span's ingested_at: online rules' watermarks depend on it.
+        extra = ["ingested_at"] if "ingested_at" in table.column_names else []
+        table = table.select([*SCHEMA.names, *extra])
         keys = list(
             zip(
                 table.column("project").to_pylist(),

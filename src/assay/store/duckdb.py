@@ -285,13 +285,14 @@ class DuckDBStore(
         is already stored (or repeated within the table) are ignored. Returns rows added."""
         if table.num_rows == 0:
             return 0
+        # A store copy carries each span's ingested_at: online rules' watermarks depend on it.
+        cols = _SPAN_SELECT + (", ingested_at" if "ingested_at" in table.column_names else "")
         with self._write_lock:
             cur = self._cursor()
             cur.register("assay_batch", table)
             try:
                 result = cur.execute(
-                    f"INSERT OR IGNORE INTO spans ({_SPAN_SELECT}) "
-                    f"SELECT {_SPAN_SELECT} FROM assay_batch"
+                    f"INSERT OR IGNORE INTO spans ({cols}) SELECT {cols} FROM assay_batch"
                 ).fetchone()
             finally:
                 cur.unregister("assay_batch")
