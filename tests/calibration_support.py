@@ -6,13 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pyarrow as pa
 
 from assay.feedback import make_feedback
 from assay.model import Feedback, Span
 from assay.queues.values import LABELLED, Queue, QueueItem, label_spec
 from assay.store import Store
-from assay.store.duckdb import DuckDBStore
 
 P = "default"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -78,36 +76,8 @@ def label(
 
 
 def bulk_add(store: Store, records: Sequence[Feedback]) -> None:
-    """Many feedback records at once. On DuckDB, the rows add_feedback writes in one insert
-    (its row-by-row insert would dominate these tests' time); elsewhere add_feedback,
-    which inserts a batch at once."""
-    if not isinstance(store, DuckDBStore):
-        store.add_feedback(records)
-        return
-    rows = pa.Table.from_pylist(
-        [
-            {
-                "project": f.project,
-                "feedback_id": f.feedback_id,
-                "trace_id": f.trace_id,
-                "span_id": f.span_id,
-                "name": f.name,
-                "kind": f.kind,
-                "number": f.number,
-                "category": f.category,
-                "comment": f.comment,
-                "source": f.source,
-                "author": f.author,
-                "created_at": f.created_at.replace(tzinfo=None),
-                "metadata": "{}",
-            }
-            for f in records
-        ]
-    )
-    cur = store._cursor()
-    cur.register("new_feedback", rows)
-    cur.execute("INSERT INTO feedback SELECT * FROM new_feedback")
-    cur.unregister("new_feedback")
+    """Many feedback records at once (one batch insert on every backend)."""
+    store.add_feedback(records)
 
 
 def table_2x2(store: Store) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from assay.model import Feedback
 
@@ -49,36 +50,43 @@ class FeedbackTables:
         returned in its place (so the caller can tell a resend from a conflict)."""
         if not items:
             return []
+        # The first record of an id wins, in a batch as across batches.
+        first: dict[tuple[str, str], Feedback] = {}
+        for f in items:
+            first.setdefault((f.project, f.feedback_id), f)
+        unique = list(first.values())
+        # One Arrow insert: DuckDB's executemany goes row by row (4,000 records took 9 s).
+        batch = pa.table(
+            {
+                "project": pa.array([f.project for f in unique], pa.string()),
+                "feedback_id": pa.array([f.feedback_id for f in unique], pa.string()),
+                "trace_id": pa.array([f.trace_id for f in unique], pa.string()),
+                "span_id": pa.array([f.span_id for f in unique], pa.string()),
+                "name": pa.array([f.name for f in unique], pa.string()),
+                "kind": pa.array([f.kind for f in unique], pa.string()),
+                "number": pa.array([f.number for f in unique], pa.float64()),
+                "category": pa.array([f.category for f in unique], pa.string()),
+                "comment": pa.array([f.comment for f in unique], pa.string()),
+                "source": pa.array([f.source for f in unique], pa.string()),
+                "author": pa.array([f.author for f in unique], pa.string()),
+                "created_at": pa.array(
+                    [f.created_at for f in unique], pa.timestamp("us", tz="UTC")
+                ),
+                "metadata": pa.array(
+                    [json.dumps(f.metadata, ensure_ascii=False, default=str) for f in unique],
+                    pa.string(),
+                ),
+            }
+        )
         with self._write_lock:
             cur = self._cursor()
-            cur.execute("BEGIN")
+            cur.register("assay_feedback", batch)
             try:
-                cur.executemany(
-                    f"INSERT OR IGNORE INTO feedback ({_COLS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        [
-                            f.project,
-                            f.feedback_id,
-                            f.trace_id,
-                            f.span_id,
-                            f.name,
-                            f.kind,
-                            f.number,
-                            f.category,
-                            f.comment,
-                            f.source,
-                            f.author,
-                            f.created_at,
-                            json.dumps(f.metadata, ensure_ascii=False, default=str),
-                        ]
-                        for f in items
-                    ],
+                cur.execute(
+                    f"INSERT OR IGNORE INTO feedback ({_COLS}) SELECT {_COLS} FROM assay_feedback"
                 )
-                cur.execute("COMMIT")
-            except duckdb.Error:
-                cur.execute("ROLLBACK")
-                raise
+            finally:
+                cur.unregister("assay_feedback")
             project = items[0].project
             ids = [f.feedback_id for f in items]
             rows = cur.execute(
