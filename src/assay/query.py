@@ -89,6 +89,23 @@ def parse_time(
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+#: SpanFilter fields that match a span column of the same name exactly.
+EQUALITY_FIELDS = (
+    "trace_id",
+    "model",
+    "provider",
+    "service",
+    "name",
+    "kind",
+    "status",
+    "route",
+    "release",
+    "environment",
+    "session_id",
+    "user_id",
+)
+
+
 @dataclass(frozen=True)
 class SpanFilter:
     """Filters shared by span listings, trace listings and aggregates (all ANDed)."""

@@ -28,13 +28,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from assay.store import StoreError
 
 INSTALL = 'pip install "assay[clickhouse]"'
-def utc(dt: datetime | None) -> datetime | None:
-    """A datetime read from ClickHouse (naive UTC or aware) as aware UTC."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def as_utc_naive(dt: datetime) -> datetime:
     """A datetime as naive UTC for ClickHouse; a naive one already is UTC (as on DuckDB)."""
     return dt if dt.tzinfo is None else dt.astimezone(UTC).replace(tzinfo=None)

@@ -24,8 +24,9 @@ from assay.calibration import (
     StoredCalibrator,
 )
 from assay.query import SpanFilter
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema
 from assay.store.clickhouse_spans import where
+from assay.store.rows import utc
 
 _CAL_COLS = (
     "project",

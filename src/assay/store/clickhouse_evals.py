@@ -23,12 +23,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
-from assay.model import EvalRun, GoldenVersion, Output, Score, ScorerSpec, Trial
+from assay.model import EvalRun, GoldenVersion, Output, Score, Trial
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of
+from assay.store.rows import golden_from_row as _golden
+from assay.store.rows import now as _now
+from assay.store.rows import run_from_row as _run
+from assay.store.rows import utc
 
 #: Trials read per query when streaming a run's results (memory stays flat in run size).
 _TRIAL_PAGE = 2_000
@@ -150,39 +153,6 @@ def _migration(schema: Schema) -> list[str]:
 
 #: (migration name, DDL builder taking a Schema), applied in name order with the rest.
 MIGRATIONS: list[tuple[str, Any]] = [("m003_evals", _migration)]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _golden(row: tuple[Any, ...]) -> GoldenVersion:
-    return GoldenVersion(
-        project=row[0],
-        name=row[1],
-        version=row[2],
-        description=row[3],
-        case_count=int(row[4]),
-        source=row[5],
-        created_at=utc(row[6]) or _now(),
-    )
-
-
-def _run(row: tuple[Any, ...]) -> EvalRun:
-    return EvalRun(
-        project=row[0],
-        run_id=row[1],
-        name=row[2],
-        golden=row[3],
-        golden_version=row[4],
-        target=json.loads(row[5]),
-        scorers=[ScorerSpec(**s) for s in json.loads(row[6])],
-        trials=int(row[7]),
-        status=row[8],
-        created_at=utc(row[9]) or _now(),
-        finished_at=utc(row[10]),
-        metadata=json.loads(row[11]) if row[11] else {},
-    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from assay.model import Feedback
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema
+from assay.store.rows import utc
 
 COLUMNS = (
     "project",

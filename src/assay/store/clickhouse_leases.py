@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of
+from assay.store.rows import utc
 
 _TICK = timedelta(microseconds=1)
 

@@ -33,8 +33,9 @@ from typing import Any
 
 from assay.monitors.values import PENDING, Monitor, MonitorAlert, MonitorCheck, MonitorResult
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema
 from assay.store.clickhouse_leases import HeldLeases, lease_key
+from assay.store.rows import utc
 
 _NTIME = f"Nullable({TIME})"
 

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 from assay.model import ScorerSpec, Span
 from assay.online import Mark, OnlineRule, ProgressUpdate, RuleProgress
 from assay.query import SpanFilter
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of
 from assay.store.clickhouse_leases import HeldLeases, lease_key
+from assay.store.rows import utc
 
 if TYPE_CHECKING:
     from assay.model import Feedback
@@ -413,7 +414,7 @@ class OnlineTables(ClickHouseBase):
         if not keys:
             return []
         from assay.model import SPAN_COLUMNS
-        from assay.store.clickhouse_spans import span_from_row
+        from assay.store.rows import span_from_row
 
         p = Params()
         pairs = sorted({(k.trace_id, k.span_id) for k in keys})

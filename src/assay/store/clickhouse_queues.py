@@ -19,7 +19,6 @@ makes the retry a no-op; items before the queue row that announces them).
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,15 +31,19 @@ from assay.queues.values import (
     LABELLED,
     OPEN,
     SKIPPED,
-    LabelSpec,
     Queue,
     QueueItem,
     QueueProgress,
 )
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, Schema, one_of
 from assay.store.clickhouse_leases import Leases, lease_key
-from assay.store.clickhouse_spans import span_from_row, where
+from assay.store.clickhouse_spans import where
+from assay.store.rows import dumps as _dumps
+from assay.store.rows import item_from_row as _item
+from assay.store.rows import item_row as _item_row
+from assay.store.rows import queue_from_row as _queue
+from assay.store.rows import span_from_row, utc
 
 #: Lease scopes: one labeller per item; one writer of a queue's rows at a time.
 ITEM_SCOPE = "queue-item"
@@ -132,77 +135,6 @@ def _queues_ddl(schema: Schema) -> list[str]:
 
 #: (migration name, DDL builder taking a Schema), applied in name order with the rest.
 MIGRATIONS: list[tuple[str, Any]] = [("m007_queues", _queues_ddl)]
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _queue(row: Sequence[Any]) -> Queue:
-    return Queue(
-        project=row[0],
-        name=row[1],
-        queue_id=row[2],
-        strategy=row[3],
-        params=json.loads(row[4]),
-        seed=int(row[5]),
-        label=LabelSpec.from_json(json.loads(row[6])),
-        instructions=row[7],
-        size=int(row[8]),
-        item_count=int(row[9]),
-        population=int(row[10]),
-        lease_seconds=int(row[11]),
-        notes=tuple(json.loads(row[12])),
-        created_by=row[13],
-        created_at=utc(row[14]) or datetime.now(UTC),
-    )
-
-
-def _item(row: Sequence[Any]) -> QueueItem:
-    return QueueItem(
-        project=row[0],
-        queue=row[1],
-        item_id=int(row[2]),
-        trace_id=row[3],
-        span_id=row[4],
-        stratum=row[5],
-        inclusion_probability=row[6],
-        score=row[7],
-        input_text=row[8],
-        output_text=row[9],
-        input_messages=json.loads(row[10]) if row[10] else None,
-        output_messages=json.loads(row[11]) if row[11] else None,
-        context=json.loads(row[12]),
-        status=row[13],
-        claimed_by=row[14],
-        claimed_at=utc(row[15]),
-        lease_expires_at=utc(row[16]),
-        done_by=row[17],
-        done_at=utc(row[18]),
-        feedback_id=row[19],
-        skip_reason=row[20],
-    )
-
-
-def _item_row(i: QueueItem, item_id: int) -> list[Any]:
-    """A new (open, unclaimed) item's row, numbered ``item_id``."""
-    return [
-        i.project,
-        i.queue,
-        item_id,
-        i.trace_id,
-        i.span_id,
-        i.stratum,
-        i.inclusion_probability,
-        i.score,
-        i.input_text,
-        i.output_text,
-        None if i.input_messages is None else _dumps(i.input_messages),
-        None if i.output_messages is None else _dumps(i.output_messages),
-        _dumps(i.context),
-        i.status,
-        *([None] * 7),
-    ]
 
 
 def _stratum_sql(stratify_by: str | None) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
-from assay.batch import JSON_COLUMNS, SCHEMA, spans_to_arrow
+from assay.batch import SCHEMA, spans_to_arrow
 from assay.model import (
     SPAN_COLUMNS,
     Aggregate,
@@ -21,25 +20,12 @@ from assay.model import (
     UnpricedModel,
 )
 from assay.pricing import PriceTable
-from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
+from assay.query import EQUALITY_FIELDS, Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
 from assay.store import StoreError
-from assay.store.clickhouse import TIME, ClickHouseBase, Params, one_of, utc
+from assay.store.clickhouse import TIME, ClickHouseBase, Params, one_of
+from assay.store.rows import span_from_row, utc
 
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
-_COLUMN_FILTERS = (
-    "trace_id",
-    "model",
-    "provider",
-    "service",
-    "name",
-    "kind",
-    "status",
-    "route",
-    "release",
-    "environment",
-    "session_id",
-    "user_id",
-)
 
 
 def where(flt: SpanFilter, p: Params) -> str:
@@ -49,7 +35,7 @@ def where(flt: SpanFilter, p: Params) -> str:
         clauses.append(f"start_time >= {p(flt.start, TIME)}")
     if flt.end is not None:
         clauses.append(f"start_time < {p(flt.end, TIME)}")
-    for column in _COLUMN_FILTERS:
+    for column in EQUALITY_FIELDS:
         value = getattr(flt, column)
         if value is not None:
             clauses.append(f"{column} = {p(value, 'String')}")
@@ -72,20 +58,6 @@ def where(flt: SpanFilter, p: Params) -> str:
             f"{p(value, 'String')}"
         )
     return " AND ".join(clauses)
-
-
-def span_from_row(row: Sequence[Any]) -> Span:
-    """A Span from a row in SPAN_COLUMNS order."""
-    values = dict(zip(SPAN_COLUMNS, row, strict=True))
-    for column in JSON_COLUMNS:
-        raw = values[column]
-        values[column] = json.loads(raw) if raw not in (None, "") else None
-    values["attributes"] = values["attributes"] or {}
-    values["resource_attributes"] = values["resource_attributes"] or {}
-    values["events"] = values["events"] or []
-    values["start_time"] = utc(values["start_time"])
-    values["end_time"] = utc(values["end_time"])
-    return Span(**values)
 
 
 class SpanTables(ClickHouseBase):

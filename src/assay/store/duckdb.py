@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from assay.batch import JSON_COLUMNS, spans_to_arrow
+from assay.batch import spans_to_arrow
 from assay.model import (
     SPAN_COLUMNS,
     Aggregate,
@@ -24,7 +23,7 @@ from assay.model import (
     UnpricedModel,
 )
 from assay.pricing import PriceTable
-from assay.query import Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
+from assay.query import EQUALITY_FIELDS, Page, SpanFilter, cursor_time, decode_cursor, encode_cursor
 from assay.store import StoreError, StoreLockedError
 from assay.store.duckdb_calibration import CalibrationTables
 from assay.store.duckdb_drift import DriftTables
@@ -34,26 +33,10 @@ from assay.store.duckdb_monitors import MonitorTables
 from assay.store.duckdb_online import OnlineTables
 from assay.store.duckdb_queues import QueueTables
 from assay.store.migrations import MIGRATIONS
+from assay.store.rows import span_from_row as _span_from_row
+from assay.store.rows import utc as _utc
 
 _SPAN_SELECT = ", ".join(SPAN_COLUMNS)
-_COLUMN_FILTERS = (
-    "trace_id",
-    "model",
-    "provider",
-    "service",
-    "name",
-    "kind",
-    "status",
-    "route",
-    "release",
-    "environment",
-    "session_id",
-    "user_id",
-)
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    return None if dt is None else dt.replace(tzinfo=UTC)
 
 
 def _like_pattern(text: str) -> str:
@@ -70,7 +53,7 @@ def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
     if flt.end is not None:
         clauses.append("start_time < ?")
         params.append(flt.end)
-    for column in _COLUMN_FILTERS:
+    for column in EQUALITY_FIELDS:
         value = getattr(flt, column)
         if value is not None:
             clauses.append(f"{column} = ?")
@@ -94,19 +77,6 @@ def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
         clauses.append("json_extract_string(attributes, ?) = ?")
         params += ['$."' + key.replace('"', '\\"') + '"', value]
     return " AND ".join(clauses), params
-
-
-def _span_from_row(row: tuple[Any, ...]) -> Span:
-    values = dict(zip(SPAN_COLUMNS, row, strict=True))
-    for column in JSON_COLUMNS:
-        raw = values[column]
-        values[column] = json.loads(raw) if raw is not None else None
-    values["attributes"] = values["attributes"] or {}
-    values["resource_attributes"] = values["resource_attributes"] or {}
-    values["events"] = values["events"] or []
-    values["start_time"] = _utc(values["start_time"])
-    values["end_time"] = _utc(values["end_time"])
-    return Span(**values)
 
 
 class DuckDBStore(

@@ -6,14 +6,17 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from assay.model import EvalRun, GoldenVersion, Output, Score, ScorerSpec, Trial
+from assay.model import EvalRun, GoldenVersion, Output, Score, Trial
 from assay.store import StoreError
+from assay.store.rows import golden_from_row as _golden
+from assay.store.rows import now as _now
+from assay.store.rows import run_from_row as _run
+from assay.store.rows import utc as _utc
 
 _TRIAL_COLUMNS = (
     "case_id",
@@ -70,48 +73,11 @@ _SCORE_SCHEMA = pa.schema(
 _TRIAL_PAGE = 2_000
 
 
-def _utc(dt: datetime | None) -> datetime | None:
-    return None if dt is None else dt.replace(tzinfo=UTC)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _golden(row: tuple[Any, ...]) -> GoldenVersion:
-    return GoldenVersion(
-        project=row[0],
-        name=row[1],
-        version=row[2],
-        description=row[3],
-        case_count=int(row[4]),
-        source=row[5],
-        created_at=_utc(row[6]) or _now(),
-    )
-
-
 _GOLDEN_COLS = "project, name, version, description, case_count, source, created_at"
 _RUN_COLS = (
     "project, run_id, name, golden, golden_version, target, scorers, trials, status, "
     "created_at, finished_at, metadata"
 )
-
-
-def _run(row: tuple[Any, ...]) -> EvalRun:
-    return EvalRun(
-        project=row[0],
-        run_id=row[1],
-        name=row[2],
-        golden=row[3],
-        golden_version=row[4],
-        target=json.loads(row[5]),
-        scorers=[ScorerSpec(**s) for s in json.loads(row[6])],
-        trials=int(row[7]),
-        status=row[8],
-        created_at=_utc(row[9]) or _now(),
-        finished_at=_utc(row[10]),
-        metadata=json.loads(row[11]) if row[11] else {},
-    )
 
 
 class EvalTables:

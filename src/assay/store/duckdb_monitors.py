@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -21,6 +21,7 @@ from assay.monitors.values import (
     MonitorCheck,
     MonitorResult,
 )
+from assay.store.rows import utc as _utc
 
 _MONITOR_COLS = (
     "project, name, spec, every_seconds, webhooks, enabled, created_at, updated_at, "
@@ -37,10 +38,6 @@ _ALERT_COLS = (
     "status, attempts, last_status, error, delivered_at, next_attempt_at"
 )
 _FREE = "(lease_expires_at IS NULL OR lease_expires_at <= ?)"
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    return None if dt is None else dt.replace(tzinfo=UTC)
 
 
 def _at(dt: datetime | None) -> datetime:

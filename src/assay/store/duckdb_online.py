@@ -19,6 +19,7 @@ import pyarrow as pa
 from assay.model import Feedback, ScorerSpec, Span
 from assay.online import Mark, OnlineRule, ProgressUpdate, RuleProgress
 from assay.query import SpanFilter
+from assay.store.rows import utc as _utc
 
 _RULE_COLS = (
     "project, name, scorer, score_name, sample_rate, filters, budget_usd, budget_period, "
@@ -32,10 +33,6 @@ _FEEDBACK_COLS = (
     "source, author, created_at, metadata"
 )
 _FREE = "(lease_expires_at IS NULL OR lease_expires_at <= ?)"
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    return None if dt is None else dt.replace(tzinfo=UTC)
 
 
 def _naive(dt: datetime) -> datetime:
@@ -281,7 +278,7 @@ class OnlineTables:
         if not keys:
             return []
         from assay.model import SPAN_COLUMNS
-        from assay.store.duckdb import _span_from_row
+        from assay.store.rows import span_from_row as _span_from_row
 
         cols = ", ".join(f"s.{c}" for c in SPAN_COLUMNS)
         lo = _naive(min(k.at for k in keys))

@@ -7,10 +7,9 @@ the item labelled.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -21,12 +20,16 @@ from assay.queues.values import (
     LABELLED,
     OPEN,
     SKIPPED,
-    LabelSpec,
     Queue,
     QueueItem,
     QueueProgress,
 )
 from assay.store import StoreError
+from assay.store.rows import dumps as _dumps
+from assay.store.rows import item_from_row as _item
+from assay.store.rows import item_row as _item_row
+from assay.store.rows import queue_from_row as _queue
+from assay.store.rows import utc as _utc
 
 _QUEUE_COLS = (
     "project, name, queue_id, strategy, params, seed, label, instructions, size, item_count, "
@@ -46,85 +49,10 @@ _FREE = "(lease_expires_at IS NULL OR lease_expires_at <= ?)"
 _NULL = "\x00"
 
 
-def _utc(dt: datetime | None) -> datetime | None:
-    return None if dt is None else dt.replace(tzinfo=UTC)
-
-
-def _queue(row: Sequence[Any]) -> Queue:
-    return Queue(
-        project=row[0],
-        name=row[1],
-        queue_id=row[2],
-        strategy=row[3],
-        params=json.loads(row[4]),
-        seed=int(row[5]),
-        label=LabelSpec.from_json(json.loads(row[6])),
-        instructions=row[7],
-        size=int(row[8]),
-        item_count=int(row[9]),
-        population=int(row[10]),
-        lease_seconds=int(row[11]),
-        notes=tuple(json.loads(row[12])),
-        created_by=row[13],
-        created_at=_utc(row[14]) or datetime.now(UTC),
-    )
-
-
-def _item(row: Sequence[Any]) -> QueueItem:
-    return QueueItem(
-        project=row[0],
-        queue=row[1],
-        item_id=int(row[2]),
-        trace_id=row[3],
-        span_id=row[4],
-        stratum=row[5],
-        inclusion_probability=row[6],
-        score=row[7],
-        input_text=row[8],
-        output_text=row[9],
-        input_messages=json.loads(row[10]) if row[10] else None,
-        output_messages=json.loads(row[11]) if row[11] else None,
-        context=json.loads(row[12]),
-        status=row[13],
-        claimed_by=row[14],
-        claimed_at=_utc(row[15]),
-        lease_expires_at=_utc(row[16]),
-        done_by=row[17],
-        done_at=_utc(row[18]),
-        feedback_id=row[19],
-        skip_reason=row[20],
-    )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 _INSERT_ITEM = (
     f"INSERT INTO queue_items ({_ITEM_COLS}) VALUES "
     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _item_row(i: QueueItem, item_id: int) -> list[Any]:
-    """A new (open, unclaimed) item's row, numbered ``item_id``."""
-    return [
-        i.project,
-        i.queue,
-        item_id,
-        i.trace_id,
-        i.span_id,
-        i.stratum,
-        i.inclusion_probability,
-        i.score,
-        i.input_text,
-        i.output_text,
-        None if i.input_messages is None else _dumps(i.input_messages),
-        None if i.output_messages is None else _dumps(i.output_messages),
-        _dumps(i.context),
-        i.status,
-        *([None] * 7),
-    ]
 
 
 def _stratum_sql(stratify_by: str | None) -> str:
@@ -264,7 +192,8 @@ class QueueTables:
 
     def spans_by_key(self, flt: SpanFilter, keys: Sequence[tuple[str, str]]) -> list[Span]:
         """The spans among ``keys`` (trace_id, span_id) that are stored and match ``flt``."""
-        from assay.store.duckdb import _SPAN_SELECT, _span_from_row, _where
+        from assay.store.duckdb import _SPAN_SELECT, _where
+        from assay.store.rows import span_from_row as _span_from_row
 
         if not keys:
             return []
