@@ -78,6 +78,7 @@ class RunResult:
     rss_peak_mb: float
     db_mb: float
     server_cores: float
+    client_cores: float
     other_cores: float
 
 
@@ -324,7 +325,8 @@ def run_once(
             server.stop()
         db_bytes = sum(p.stat().st_size for p in Path(tmp).glob("bench.duckdb*"))
     wall = t_done - t_start
-    busy, server_cpu, client_cpu = (b - a for a, b in zip(cpu0, cpu1, strict=True))
+    busy, server_cpu, own_cpu = (b - a for a, b in zip(cpu0, cpu1, strict=True))
+    client_cpu = max(0.0, own_cpu - server_cpu)  # the server is this process's child
     return RunResult(
         spans=n_spans,
         batches=len(bodies),
@@ -339,6 +341,7 @@ def run_once(
         rss_peak_mb=rss_peak / MB,
         db_mb=db_bytes / MB,
         server_cores=server_cpu / wall,
+        client_cores=client_cpu / wall,
         other_cores=max(0.0, busy - server_cpu - client_cpu) / wall,
     )
 
@@ -376,6 +379,7 @@ _ROWS: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
     ),
     ("database MB", "db_mb", "{:.0f}", "", None),
     ("server CPU (cores busy) during load", "server_cores", "{:.2f}", "", None),
+    ("benchmark client CPU (cores)", "client_cores", "{:.2f}", "", None),
     ("other processes' CPU (noise, cores)", "other_cores", "{:.2f}", "", None),
 ]
 

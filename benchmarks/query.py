@@ -57,6 +57,7 @@ from assay import synthetic
 from assay.otlp import decode_request
 from assay.pricing import load_prices
 from assay.query import SpanFilter
+from assay.settings import Settings
 from assay.store import is_url, open_store
 from assay.store.duckdb import DuckDBStore
 
@@ -443,6 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rare-word", default="zebra-unicorn", help="search string found in no span"
     )
     parser.add_argument("--http", action="store_true", help="also time via the in-process app")
+    parser.add_argument(
+        "--memory-limit",
+        default=Settings().duckdb_memory_limit,
+        help="DuckDB memory limit, as `assay serve` sets it (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.chunk % 4:
         parser.error("--chunk must be a multiple of 4 (whole traces)")
@@ -457,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         phrase = args.word
 
     t0 = time.perf_counter()
-    store = open_store(args.db)
+    store = open_store(args.db, memory_limit=args.memory_limit)
     print(f"open: {(time.perf_counter() - t0) * 1e3:,.0f} ms; RSS {rss_mb():,.0f} MB")
     everything = SpanFilter(PROJECT)
     total = store.count_spans()
@@ -477,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"assay query benchmark: {total:,} spans, store {args.db} "
-        f"({file_mb(args.db):,.0f} MB if a file), "
+        f"({file_mb(args.db):,.0f} MB if a file, DuckDB memory limit {args.memory_limit}), "
         f"{os.cpu_count()} CPUs, median/p95 of {args.repeat} runs after 1 warm-up"
     )
     print_table(timings)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import anyio
 import pyarrow as pa
 
-from assay.batch import from_ipc, spans_to_arrow, to_ipc
+from assay.batch import from_ipc, skip_pandas_probe, spans_to_arrow, to_ipc
 from assay.otlp import decode
 from assay.pricing import PriceTable, load_prices
 from assay.store import Store
@@ -65,6 +65,7 @@ _worker_prices: PriceTable | None = None
 def _init_worker(prices_path: str | None) -> None:
     global _worker_prices
     _worker_prices = load_prices(prices_path)
+    skip_pandas_probe()
     # A server killed with SIGKILL cannot stop its pool; without this watch the workers
     # would live on as orphans holding ~100 MB each.
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from assay import __version__
+from assay.batch import skip_pandas_probe
 from assay.ingest import Decoder, Ingestor
 from assay.keys import InvalidNameError, KeyRing
 from assay.pricing import PriceTable, load_prices
@@ -35,6 +36,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        skip_pandas_probe()
         owned = store is None or close_store
         st = (
             store
