@@ -248,3 +248,82 @@ def test_pairwise_judge_prefers_the_better_run(eval_settings: Settings) -> None:
     assert result.low > 0.85
     with pytest.raises(RunError, match="cannot compare two outputs"):
         asyncio.run(apairwise(base.run.run_id, cand.run.run_id, "exact", settings=eval_settings))
+
+
+async def test_in_process_run_lands_where_the_api_would_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, trials and spans skip HTTP, yet land exactly where the API puts them:
+    trials in the run's project, spans in the keyless caller's (default) project."""
+    import assay.evaluation as ev
+
+    remote_calls: list[str] = []
+    record, spans = ev.ApiRecorder.record, ev.ApiRecorder.spans
+
+    async def api_record(self: ev.ApiRecorder, trials: list) -> None:  # type: ignore[type-arg]
+        remote_calls.append("record")
+        await record(self, trials)
+
+    async def api_spans(self: ev.ApiRecorder, body: bytes) -> None:
+        remote_calls.append("spans")
+        await spans(self, body)
+
+    monkeypatch.setattr(ev.ApiRecorder, "record", api_record)
+    monkeypatch.setattr(ev.ApiRecorder, "spans", api_spans)
+    settings = Settings(db=str(tmp_path / "a.duckdb"), url="http://127.0.0.1:9", decode_workers=0)
+    api = open_store(settings.db)
+    api.create_project("team")
+    api.close()
+    result = await aevaluate(GOLDEN, Counting(), ["exact"], settings=settings, project="team")
+    assert remote_calls == []  # the hot path never went through HTTP
+    store = open_store(settings.db)
+    try:
+        assert result.run.project == "team"
+        assert len(store.completed_trials("team", result.run.run_id)) == 12
+        assert store.count_spans("default") >= 12 and store.count_spans("team") == 0
+    finally:
+        store.close()
+
+
+async def test_in_process_run_with_required_keys_sends_spans_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assay.evaluation as ev
+
+    sent: list[int] = []
+    spans = ev.ApiRecorder.spans
+
+    async def api_spans(self: ev.ApiRecorder, body: bytes) -> None:
+        sent.append(len(body))
+        await spans(self, body)
+
+    monkeypatch.setattr(ev.ApiRecorder, "spans", api_spans)
+    settings = Settings(
+        db=str(tmp_path / "k.duckdb"), url="http://127.0.0.1:9", decode_workers=0,
+        keys_required=True, admin_key="admin-secret-0123456789", api_key="admin-secret-0123456789",
+    )
+    result = await aevaluate(GOLDEN, Counting(), ["exact"], settings=settings)
+    assert result.summary.trials_done == 12
+    assert sent  # a keyed caller's spans are the OTLP endpoint's to place
+
+
+def test_gc_freeze_is_undone_after_a_run_and_left_alone_if_the_app_froze() -> None:
+    import gc
+
+    from assay.runner import _gc_frozen
+
+    assert gc.get_freeze_count() == 0
+    with _gc_frozen():
+        assert gc.get_freeze_count() > 0
+        with _gc_frozen():
+            pass
+        assert gc.get_freeze_count() > 0  # an inner run does not thaw the outer one
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with _gc_frozen():
+            pass
+        assert gc.get_freeze_count() == before  # the process's own freeze stays
+    finally:
+        gc.unfreeze()

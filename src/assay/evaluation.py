@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -40,6 +40,9 @@ from assay.scorers import build as build_scorer
 from assay.scorers.base import Scorer
 from assay.settings import Settings
 from assay.targets import Target, build_target
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class ApiError(RuntimeError):
@@ -65,6 +68,13 @@ def _check(resp: httpx.Response) -> Any:
 async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An async client for the API: the server at ``settings.url`` if one answers, else
     the app in-process on ``settings.db`` (created if missing)."""
+    async with _api(settings) as (client, _):
+        yield client
+
+
+@asynccontextmanager
+async def _api(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI | None]]:
+    """:func:`api_client`, and the app itself when it runs in this process."""
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     limits = httpx.Limits(max_connections=8)
     async with httpx.AsyncClient(
@@ -75,7 +85,7 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         except httpx.HTTPError:
             up = False
         if up:
-            yield remote
+            yield remote, None
             return
     from assay.server import create_app
 
@@ -92,7 +102,7 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             timeout=60.0,
         ) as local,
     ):
-        yield local
+        yield local, app
 
 
 def _run_from_json(d: Mapping[str, Any]) -> EvalRun:
@@ -251,6 +261,54 @@ class ApiRecorder:
         return summarize(run, await self.trials(run.run_id), int(golden["case_count"]))
 
 
+class LocalRecorder(ApiRecorder):
+    """:class:`ApiRecorder` for the app running in this process: trials and spans, the
+    hot path, go straight to its store and ingest queue; everything else is the API.
+
+    A run's trials and spans cross no HTTP or JSON layer here, which is most of what
+    recording cost per trial in-process. They land where the API would put them: trials
+    in the run's project, spans through the same decoder and durable ingest queue."""
+
+    def __init__(self, client: httpx.AsyncClient, app: FastAPI, project: str | None = None):
+        super().__init__(client, project)
+        self.app = app
+        self._projects: dict[str, str] = {}
+
+    async def start_run(self, run: EvalRun) -> EvalRun:
+        """Create the run through the API (which resolves its project)."""
+        created = await super().start_run(run)
+        self._projects[created.run_id] = created.project
+        return created
+
+    async def get_run(self, run_id: str) -> EvalRun | None:
+        """An existing run, or None."""
+        run = await super().get_run(run_id)
+        if run is not None:
+            self._projects[run.run_id] = run.project
+        return run
+
+    async def record(self, trials: Sequence[Trial]) -> None:
+        """Store finished trials in the run's project, in a thread."""
+        project = self._projects.get(trials[0].run_id)
+        if project is None:  # not a run this recorder created or read: let the API check
+            await super().record(trials)
+            return
+        self.kept.extend(_slim(t) for t in trials)
+        await asyncio.to_thread(self.app.state.store.record_trials, project, list(trials))
+
+    async def spans(self, otlp_protobuf: bytes) -> None:
+        """Decode and queue the run's spans, returning once they are committed."""
+        # Spans go where the OTLP endpoint would put them: a keyless caller's project.
+        # With a key the endpoint's own checks decide.
+        keyless = not self.client.headers.get("authorization")
+        project = self.app.state.auth.anonymous_project() if keyless else None
+        if project is None:
+            await super().spans(otlp_protobuf)
+            return
+        decoded = await self.app.state.decoder.decode(otlp_protobuf, False, project)
+        await self.app.state.ingestor.submit(decoded.table)
+
+
 @dataclass(frozen=True, slots=True)
 class EvalResult:
     """A finished (or interrupted) run and its summary."""
@@ -314,8 +372,10 @@ async def aevaluate(
         concurrency=concurrency,
     )
     try:
-        async with api_client(settings) as client, closing(built_target, built_scorers):
-            recorder = ApiRecorder(client, project)
+        async with _api(settings) as (client, app), closing(built_target, built_scorers):
+            recorder = (
+                ApiRecorder(client, project) if app is None else LocalRecorder(client, app, project)
+            )
             await recorder.add_golden(golden_set)
             run = await run_eval(
                 golden_set.name,

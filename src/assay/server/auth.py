@@ -59,7 +59,7 @@ class Authenticator:
                     "API key is unknown or revoked; create one with `assay keys create PROJECT`",
                 )
             return Caller(key.project, admin=False)
-        if self.settings.require_keys:
+        if self.anonymous_project() is None:
             raise AuthError(
                 401,
                 "this server listens beyond loopback and requires an API key: "
@@ -67,6 +67,10 @@ class Authenticator:
                 "`assay keys create PROJECT`)",
             )
         return Caller(self.settings.default_project, admin=True)
+
+    def anonymous_project(self) -> str | None:
+        """The project a caller without a key gets, or None when keys are required."""
+        return None if self.settings.require_keys else self.settings.default_project
 
     def project_for(self, request: Request, requested: str | None) -> str:
         """The project a read acts on: the key's own, or (admins only) the one asked for."""

@@ -324,20 +324,29 @@ class EvalTables:
             cur.execute("BEGIN")
             try:
                 key = [project, run_id]
-                # Earlier failed attempts of these trials give way to the new ones.
-                cur.execute(
-                    "DELETE FROM eval_scores s USING assay_trials b, eval_trials e "
-                    "WHERE s.project = ? AND s.run_id = ? AND s.case_id = b.case_id "
-                    "AND s.trial = b.trial AND e.project = s.project AND e.run_id = s.run_id "
-                    "AND e.case_id = s.case_id AND e.trial = s.trial AND e.error IS NOT NULL",
+                # Earlier failed attempts of these trials give way to the new ones. Only a
+                # resumed run has any, so one lookup usually spares both deletes.
+                failed = cur.execute(
+                    "SELECT 1 FROM eval_trials e SEMI JOIN assay_trials b "
+                    "ON e.case_id = b.case_id AND e.trial = b.trial "
+                    "WHERE e.project = ? AND e.run_id = ? AND e.error IS NOT NULL LIMIT 1",
                     key,
-                )
-                cur.execute(
-                    "DELETE FROM eval_trials e USING assay_trials b WHERE e.project = ? "
-                    "AND e.run_id = ? AND e.case_id = b.case_id AND e.trial = b.trial "
-                    "AND e.error IS NOT NULL",
-                    key,
-                )
+                ).fetchone()
+                if failed:
+                    cur.execute(
+                        "DELETE FROM eval_scores s USING assay_trials b, eval_trials e "
+                        "WHERE s.project = ? AND s.run_id = ? AND s.case_id = b.case_id "
+                        "AND s.trial = b.trial AND e.project = s.project "
+                        "AND e.run_id = s.run_id AND e.case_id = s.case_id "
+                        "AND e.trial = s.trial AND e.error IS NOT NULL",
+                        key,
+                    )
+                    cur.execute(
+                        "DELETE FROM eval_trials e USING assay_trials b WHERE e.project = ? "
+                        "AND e.run_id = ? AND e.case_id = b.case_id AND e.trial = b.trial "
+                        "AND e.error IS NOT NULL",
+                        key,
+                    )
                 inserted = cur.execute(
                     "INSERT OR IGNORE INTO eval_trials (project, run_id, case_id, trial, output, "
                     "error, latency_ms, input_tokens, output_tokens, cost, started_at, "
