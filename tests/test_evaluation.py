@@ -327,3 +327,30 @@ def test_gc_freeze_is_undone_after_a_run_and_left_alone_if_the_app_froze() -> No
         assert gc.get_freeze_count() == before  # the process's own freeze stays
     finally:
         gc.unfreeze()
+
+
+async def test_in_process_run_stops_with_the_error_if_storing_the_golden_set_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process the golden set is stored while the first calls run; if that fails the run
+    stops with the store's error after at most BACKLOG_FACTOR x concurrency calls."""
+    import assay.evaluation as ev
+
+    async def broken(self: ev.ApiRecorder, golden: object) -> dict[str, object]:
+        await asyncio.sleep(0.05)
+        raise ev.ApiError(507, "disk full")
+
+    monkeypatch.setattr(ev.LocalRecorder, "add_golden", broken)
+    settings = Settings(db=str(tmp_path / "f.duckdb"), url="http://127.0.0.1:9", decode_workers=0)
+    target = Counting()
+    with pytest.raises(ev.ApiError, match="disk full"):
+        await aevaluate(GOLDEN, target, ["exact"], settings=settings, concurrency=2, trials=3)
+    from assay.runner import BACKLOG_FACTOR
+
+    # Nothing can be written before the run exists, so the backlog bound stops the workers.
+    assert 0 < sum(target.calls.values()) <= BACKLOG_FACTOR * 2
+    store = open_store(settings.db)
+    try:
+        assert store.list_runs("default", None, 10) == []
+    finally:
+        store.close()

@@ -373,21 +373,33 @@ async def aevaluate(
     )
     try:
         async with _api(settings) as (client, app), closing(built_target, built_scorers):
-            recorder = (
-                ApiRecorder(client, project) if app is None else LocalRecorder(client, app, project)
-            )
-            await recorder.add_golden(golden_set)
-            run = await run_eval(
-                golden_set.name,
-                golden_set.version,
-                golden_set.cases,
-                built_target,
-                built_scorers,
-                recorder,
-                options,
-                progress,
-                project=project or settings.default_project,
-            )
+            # In-process the golden set and the run are stored while the first calls are
+            # in flight; a remote server is asked first (it may refuse a key or be down).
+            prelude: asyncio.Future[Any] | None = None
+            if app is None:
+                recorder: ApiRecorder = ApiRecorder(client, project)
+                await recorder.add_golden(golden_set)
+            else:
+                recorder = LocalRecorder(client, app, project)
+                prelude = asyncio.ensure_future(recorder.add_golden(golden_set))
+            try:
+                run = await run_eval(
+                    golden_set.name,
+                    golden_set.version,
+                    golden_set.cases,
+                    built_target,
+                    built_scorers,
+                    recorder,
+                    options,
+                    progress,
+                    project=project or settings.default_project,
+                    prelude=prelude,
+                )
+            finally:
+                if prelude is not None and not prelude.done():
+                    prelude.cancel()
+                if prelude is not None:
+                    await asyncio.gather(prelude, return_exceptions=True)
             # The stored run has the finish time; the runner's copy has the trial count
             # (raised by a resume with more --trials).
             stored = await recorder.get_run(run.run_id)

@@ -21,7 +21,7 @@ import contextlib
 import gc
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -217,6 +217,8 @@ class _Run:
             if options.trace and callable(use):
                 use(self.provider)
         self.state = Progress(0, todo, 0, 0.0, 0.0)
+        #: The run's creation, when it overlaps the first calls: nothing is written before.
+        self.created: asyncio.Future[EvalRun] | None = None
         self.t0 = time.monotonic()
 
     async def trial(self, case: Case, k: int) -> Trial:
@@ -286,6 +288,8 @@ class _Run:
                 self.progress(self.state)
 
     async def writer(self) -> None:
+        if self.created is not None:
+            await self.created
         # Spans go out from their own task: a trial's write never waits behind them.
         spans = asyncio.create_task(self.span_sender())
         try:
@@ -344,11 +348,19 @@ async def run_eval(
     options: RunOptions | None = None,
     progress: ProgressCallback | None = None,
     project: str = "default",
+    prelude: Awaitable[object] | None = None,
 ) -> EvalRun:
     """Run (or resume) an evaluation and return the run as recorded.
 
     Every trial is recorded as it finishes. On cancellation (Ctrl-C) the trials that
     finished are recorded, the run is marked ``interrupted`` and the cancellation goes on.
+
+    With ``prelude`` (setup the run's creation depends on, such as storing the golden
+    set) a new run is created while the first calls are in flight instead of before
+    them: nothing is written until it exists, and if creating it fails the run stops with
+    that error, having spent at most ``BACKLOG_FACTOR`` × concurrency calls. Only for a
+    recorder that cannot refuse for reasons a first call would reveal (the in-process
+    app, not a remote server that may reject a key).
     """
     options = options or RunOptions()
     if not cases:
@@ -395,11 +407,21 @@ async def run_eval(
             created_at=datetime.now(UTC),
             metadata=dict(options.metadata),
         )
-        run = await recorder.start_run(run)
         trials = run.trials
         done = set()
+        if prelude is None:
+            run = await recorder.start_run(run)
+    if prelude is not None and options.resume:
+        await prelude
     todo = sum(1 for _ in _order(cases, trials, done))
     state = _Run(run, cases, target, scorers, recorder, options, todo, progress)
+    if prelude is not None and not options.resume:
+
+        async def create(new: EvalRun, before: Awaitable[object]) -> EvalRun:
+            await before
+            return await recorder.start_run(new)
+
+        state.created = asyncio.ensure_future(create(run, prelude))
     work = _order(cases, trials, done)
     writer = asyncio.create_task(state.writer())
     workers = [
@@ -418,6 +440,8 @@ async def run_eval(
             writer.result()
         all_workers.result()
         status = "finished"
+        if state.created is not None:
+            run = await state.created
     except asyncio.CancelledError:
         status = "interrupted"
         raise
@@ -429,6 +453,9 @@ async def run_eval(
             # What finished must be written even while we are being cancelled.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(writer)
+        if state.created is not None and not state.created.done():
+            state.created.cancel()
+            await asyncio.gather(state.created, return_exceptions=True)
         with contextlib.suppress(Exception):
             await recorder.finish(run.run_id, status, trials)
         state.provider.shutdown()
