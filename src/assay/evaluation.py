@@ -7,7 +7,9 @@ read the results back — through an assay server's API, remote or in-process.
     print(result.summary.scorers["exact"].estimate)
 
 One path for every caller: when a server answers at ``ASSAY_URL`` the run is recorded
-there; otherwise the same app runs in-process on the database file (``ASSAY_DB``).
+there; otherwise the same app runs in-process on the database file (``ASSAY_DB``). In
+process, the per-trial hot path (trials, spans) skips the HTTP layer and goes straight to
+that app's store and ingest queue (:class:`LocalRecorder`); everything else is the API.
 """
 
 from __future__ import annotations
