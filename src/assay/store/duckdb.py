@@ -32,6 +32,8 @@ from assay.store.duckdb_feedback import FeedbackTables
 from assay.store.duckdb_monitors import MonitorTables
 from assay.store.duckdb_online import OnlineTables
 from assay.store.duckdb_queues import QueueTables
+from assay.store.duckdb_text import MAX_CANDIDATES, candidates_sql, term_slots
+from assay.store.duckdb_text import blocks as text_blocks
 from assay.store.migrations import MIGRATIONS
 from assay.store.rows import span_from_row as _span_from_row
 from assay.store.rows import utc as _utc
@@ -44,7 +46,35 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
+def _text_blocks(con: duckdb.DuckDBPyConnection, flt: SpanFilter) -> str | None:
+    """A ``text_block`` condition that skips blocks unable to hold ``flt.text``, or None
+    when the index cannot narrow the search (short or common term)."""
+    slots = term_slots(flt.text) if flt.text else None
+    if not slots:
+        return None
+    where = ["project = ?", candidates_sql(slots)]
+    params: list[Any] = [flt.project]
+    if flt.start is not None:
+        where.append("max_start >= ?")
+        params.append(flt.start)
+    if flt.end is not None:
+        where.append("min_start < ?")
+        params.append(flt.end)
+    rows = con.execute(
+        f"SELECT block_id FROM span_text_blocks WHERE {' AND '.join(where)} "
+        f"LIMIT {MAX_CANDIDATES + 1}",
+        params,
+    ).fetchall()
+    if len(rows) > MAX_CANDIDATES:
+        return None
+    # A constant list: DuckDB prunes row groups on it before reading any text.
+    listed = ", ".join(str(int(r[0])) for r in rows)
+    return f"(text_block IS NULL OR text_block IN ({listed}))" if rows else "text_block IS NULL"
+
+
+def _where(flt: SpanFilter, con: duckdb.DuckDBPyConnection | None = None) -> tuple[str, list[Any]]:
+    """SQL conditions and parameters for a span filter; with ``con`` a text search first
+    narrows itself with the trigram index."""
     clauses = ["project = ?"]
     params: list[Any] = [flt.project]
     if flt.start is not None:
@@ -73,6 +103,9 @@ def _where(flt: SpanFilter) -> tuple[str, list[Any]]:
             pattern = f"%{flt.text}%"
             clauses.append("(input_text ILIKE ? OR output_text ILIKE ?)")
         params += [pattern, pattern]
+        narrowed = _text_blocks(con, flt) if con is not None else None
+        if narrowed:
+            clauses.append(narrowed)
     for key, value in flt.attributes.items():
         clauses.append("json_extract_string(attributes, ?) = ?")
         params += ['$."' + key.replace('"', '\\"') + '"', value]
@@ -257,15 +290,31 @@ class DuckDBStore(
             return 0
         # A store copy carries each span's ingested_at: online rules' watermarks depend on it.
         cols = _SPAN_SELECT + (", ingested_at" if "ingested_at" in table.column_names else "")
+        if "text_block" in table.column_names:  # a copy from another DuckDB: blocks are ours
+            table = table.drop_columns(["text_block"])
         with self._write_lock:
             cur = self._cursor()
-            cur.register("assay_batch", table)
             try:
+                top = cur.execute("SELECT coalesce(max(block_id), 0) FROM span_text_blocks")
+                first = int(top.fetchall()[0][0]) + 1
+                block_rows, block_ids = text_blocks(table, first)
+                cur.register("assay_batch", table.append_column("text_block", block_ids))
+                cur.register("assay_blocks", block_rows)
+                cur.execute("BEGIN")
+                cur.execute(
+                    "INSERT INTO span_text_blocks SELECT block_id, project, min_start, "
+                    "max_start, spans, sketch::BIT FROM assay_blocks"
+                )
                 result = cur.execute(
-                    f"INSERT OR IGNORE INTO spans ({cols}) SELECT {cols} FROM assay_batch"
-                ).fetchone()
+                    f"INSERT OR IGNORE INTO spans ({cols}, text_block) "
+                    f"SELECT {cols}, text_block FROM assay_batch"
+                ).fetchall()[0]
+                cur.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                raise
             finally:
-                cur.unregister("assay_batch")
                 cur.close()
         return int(result[0]) if result else 0
 
@@ -280,7 +329,7 @@ class DuckDBStore(
 
     def list_spans(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[Span]:
         """Spans newest first, keyset-paginated on (start_time, trace_id, span_id)."""
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         if cursor:
             ts, tid, sid = decode_cursor(cursor, 3)
             where += " AND (start_time, trace_id, span_id) < (?, ?, ?)"
@@ -300,7 +349,7 @@ class DuckDBStore(
 
     def list_traces(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[TraceSummary]:
         """Traces with a matching span, newest first, keyset-paginated."""
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         having = ""
         hparams: list[Any] = []
         if cursor:
@@ -396,7 +445,7 @@ class DuckDBStore(
     def _aggregate(
         self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None, rollup: bool
     ) -> list[tuple[bool, bool, Aggregate]]:
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         bucket_sql = "NULL::TIMESTAMP"
         if bucket is not None:
             micros = int(bucket / timedelta(microseconds=1))
@@ -458,7 +507,7 @@ class DuckDBStore(
 
     def unpriced_models(self, flt: SpanFilter) -> list[UnpricedModel]:
         """Models with token counts but no cost, most spans first."""
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         cur = self._cursor()
         rows = cur.execute(
             f"""
@@ -592,6 +641,12 @@ class DuckDBStore(
                 "DELETE FROM spans WHERE project = ? AND start_time < ?", [project, before]
             ).fetchone()
             deleted = int(row[0]) if row else 0
+            # A block is dropped once all of its spans are past the cutoff (a partly
+            # deleted block only makes the index point at fewer rows).
+            cur.execute(
+                "DELETE FROM span_text_blocks WHERE project = ? AND max_start < ?",
+                [project, before],
+            )
             if deleted:
                 cur.execute(
                     "DELETE FROM embeddings e WHERE e.project = ? AND NOT EXISTS (SELECT 1 "

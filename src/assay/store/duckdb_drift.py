@@ -92,7 +92,7 @@ class DriftTables:
             )
         if limit < 1:
             raise StoreError(f"sample limit must be >= 1, got {limit}")
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         select = ["trace_id", "span_id"]
         select += [f"{DRIFT_FIELDS[f]} AS f{i}" for i, f in enumerate(fields)]
         select_params: list[object] = []

@@ -155,7 +155,7 @@ class QueueTables:
         whole trace (span_id None) with any span matching it."""
         from assay.store.duckdb import _where
 
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         rows = (
             self._cursor()
             .execute(
@@ -197,7 +197,7 @@ class QueueTables:
 
         if not keys:
             return []
-        where, params = _where(flt)
+        where, params = _where(flt, self._cursor())
         rows = (
             self._cursor()
             .execute(

@@ -448,3 +448,15 @@ def m011_retention(con: Any) -> None:
         "CREATE TABLE retention (project VARCHAR PRIMARY KEY, days DOUBLE NOT NULL, "
         "updated_at TIMESTAMP NOT NULL)"
     )
+
+
+@migration
+def m012_text_index(con: Any) -> None:
+    # Trigram sketches for text search (assay.store.duckdb_text). Spans stored before this
+    # migration keep a NULL block and are always read by a search.
+    con.execute("ALTER TABLE spans ADD COLUMN text_block BIGINT")
+    con.execute(
+        "CREATE TABLE span_text_blocks (block_id BIGINT PRIMARY KEY, project VARCHAR NOT NULL, "
+        "min_start TIMESTAMP NOT NULL, max_start TIMESTAMP NOT NULL, spans INTEGER NOT NULL, "
+        "sketch BIT NOT NULL)"
+    )

@@ -44,10 +44,11 @@ ORDER = (
     "spans",
 )
 #: Bookkeeping that is not data: migrations are the destination's own; leases are
-#: in-flight claims that mean nothing to another database.
-SKIP = frozenset({"assay_migrations", "leases"})
-#: Columns a backend adds for its own bookkeeping (row versions, tombstones).
-INTERNAL = frozenset({"version", "deleted"})
+#: in-flight claims that mean nothing to another database; DuckDB's text index is derived
+#: from the spans and rebuilt as they are written.
+SKIP = frozenset({"assay_migrations", "leases", "span_text_blocks"})
+#: Columns a backend adds for its own bookkeeping (row versions, tombstones, text index).
+INTERNAL = frozenset({"version", "deleted", "text_block"})
 
 
 class TableIO(Protocol):
