@@ -145,3 +145,22 @@ def test_retention_drops_blocks_wholly_past_the_cutoff(db: DuckDBStore) -> None:
     rows = db._cursor().execute("SELECT count(*) FROM span_text_blocks").fetchall()
     assert rows[0][0] == 1
     assert len(search_ids(db, SpanFilter("p", text="kept"))) == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("x\u212ay kelvin", "xky"),  # KELVIN SIGN lower-cases into ASCII
+        ("\u0130stanbul trip", "istanbul"),  # dotted capital I
+        ("gro\u1e9e street", "gro\u00df"),  # capital sharp s
+        ("\u03a3\u03bf\u03c6\u03b9\u03b1", "\u03c3\u03bf\u03c6"),  # Greek capital sigma
+        ("na\u00efve caf\u00e9", "CAF\u00c9"),
+    ],
+)
+def test_case_folding_that_changes_bytes_still_finds_the_span(
+    db: DuckDBStore, text: str, term: str
+) -> None:
+    db.insert_spans([span(1, text)])
+    flt = SpanFilter("p", text=term)
+    assert _text_blocks(db._cursor(), flt) is not None
+    assert search_ids(db, flt) == scan_ids(db, flt) == {f"{2:016x}"}
