@@ -13,9 +13,9 @@ import pytest
 
 from assay.model import Span
 from assay.query import SpanFilter
-from assay.store.duckdb import DuckDBStore, _text_blocks, _where
-from assay.store.duckdb_text import BLOCK_SPANS, term_slots
+from assay.store.duckdb import DuckDBStore, _where
 from assay.store.migrations import MIGRATIONS
+from assay.store.text_index import BLOCK_SPANS, term_slots
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 # Letters whose lower case differs in width or maps into ASCII, wildcards LIKE would
@@ -84,15 +84,16 @@ def test_indexed_search_equals_a_full_scan_on_random_texts_and_terms(db: DuckDBS
             term = "".join(rng.choices(ALPHABET, k=rng.randint(1, 6)))
         for project in ("p", "q"):
             flt = SpanFilter(project, text=term)
-            narrowed += _text_blocks(db._cursor(), flt) is not None
+            narrowed += db._narrow(flt) is not None
             assert search_ids(db, flt) == scan_ids(db, flt), (term, project)
     assert narrowed > 100  # the index was actually used, not bypassed
 
 
 def test_a_term_found_nowhere_reads_no_indexed_block(db: DuckDBStore) -> None:
     db.insert_spans([span(i, f"the refund policy {i}") for i in range(2 * BLOCK_SPANS)])
+    assert db.wait_text_index()
     flt = SpanFilter("p", text="zebra-unicorn")
-    assert _text_blocks(db._cursor(), flt) == "text_block IS NULL"
+    assert db._narrow(flt) == "(text_block IS NULL)"
     assert search_ids(db, flt) == set()
     hit = SpanFilter("p", text="REFUND POLICY 17")
     assert search_ids(db, hit) == scan_ids(db, hit) and len(search_ids(db, hit)) == 111
@@ -100,6 +101,7 @@ def test_a_term_found_nowhere_reads_no_indexed_block(db: DuckDBStore) -> None:
 
 def test_short_terms_and_time_windows(db: DuckDBStore) -> None:
     db.insert_spans([span(i, f"alpha {i}", minutes=i) for i in range(3000)])
+    assert db.wait_text_index()
     assert term_slots("ab") is None  # under three bytes the index says nothing
     assert search_ids(db, SpanFilter("p", text="a 1")) == scan_ids(
         db, SpanFilter("p", text="a 1")
@@ -108,7 +110,7 @@ def test_short_terms_and_time_windows(db: DuckDBStore) -> None:
     found = search_ids(db, window)
     assert found == scan_ids(db, window) and len(found) == 500
     # Blocks wholly before the window are not candidates at all.
-    cond = _text_blocks(db._cursor(), window) or ""
+    cond = db._narrow(window) or ""
     assert "text_block IN (1," not in cond
 
 
@@ -141,6 +143,7 @@ def test_spans_stored_before_the_index_are_still_found(tmp_path: Path) -> None:
 def test_retention_drops_blocks_wholly_past_the_cutoff(db: DuckDBStore) -> None:
     db.insert_spans([span(i, "kept text", minutes=i) for i in range(BLOCK_SPANS)])
     db.insert_spans([span(BLOCK_SPANS + i, "kept text", minutes=10_000 + i) for i in range(5)])
+    assert db.wait_text_index()
     db.delete_spans_before("p", T0 + timedelta(minutes=5_000))
     rows = db._cursor().execute("SELECT count(*) FROM span_text_blocks").fetchall()
     assert rows[0][0] == 1
@@ -161,6 +164,45 @@ def test_case_folding_that_changes_bytes_still_finds_the_span(
     db: DuckDBStore, text: str, term: str
 ) -> None:
     db.insert_spans([span(1, text)])
+    assert db.wait_text_index()
     flt = SpanFilter("p", text=term)
-    assert _text_blocks(db._cursor(), flt) is not None
+    assert db._narrow(flt) is not None
     assert search_ids(db, flt) == scan_ids(db, flt) == {f"{2:016x}"}
+
+
+def test_blocks_not_sketched_yet_are_read_and_a_crash_leaves_none_behind(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.duckdb")
+    st = DuckDBStore(path)
+    try:
+        st.insert_spans([span(i, f"mango lassi {i}") for i in range(3 * BLOCK_SPANS)])
+        # Found at once, whether or not the sketcher has caught up.
+        flt = SpanFilter("p", text="mango lassi 77")
+        assert search_ids(st, flt) == scan_ids(st, flt) != set()
+        assert st.wait_text_index()
+        # A crash between a commit and its sketch: the sketches are missing.
+        st._cursor().execute("DELETE FROM span_text_blocks WHERE block_id > 1")
+    finally:
+        st.close()
+    st = DuckDBStore(path)
+    try:
+        assert search_ids(st, flt) == scan_ids(st, flt) != set()  # pending: read
+        assert st.wait_text_index()
+        rows = st._cursor().execute("SELECT count(*) FROM span_text_blocks").fetchall()
+        assert rows[0][0] == 3
+        assert st._narrow(SpanFilter("p", text="papaya")) == "(text_block IS NULL)"
+    finally:
+        st.close()
+
+
+def test_a_read_only_open_reads_unsketched_blocks(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.duckdb")
+    st = DuckDBStore(path)
+    st.insert_spans([span(i, f"kiwi {i}") for i in range(10)])
+    st.wait_text_index()
+    st._cursor().execute("DELETE FROM span_text_blocks")
+    st.close()
+    ro = DuckDBStore(path, read_only=True)
+    try:
+        assert len(search_ids(ro, SpanFilter("p", text="kiwi 3"))) == 1
+    finally:
+        ro.close()

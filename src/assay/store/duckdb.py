@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,8 +32,7 @@ from assay.store.duckdb_feedback import FeedbackTables
 from assay.store.duckdb_monitors import MonitorTables
 from assay.store.duckdb_online import OnlineTables
 from assay.store.duckdb_queues import QueueTables
-from assay.store.duckdb_text import MAX_CANDIDATES, candidates_sql, term_slots
-from assay.store.duckdb_text import blocks as text_blocks
+from assay.store.duckdb_text import TextIndex, stop
 from assay.store.migrations import MIGRATIONS
 from assay.store.rows import span_from_row as _span_from_row
 from assay.store.rows import utc as _utc
@@ -46,35 +45,11 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _text_blocks(con: duckdb.DuckDBPyConnection, flt: SpanFilter) -> str | None:
-    """A ``text_block`` condition that skips blocks unable to hold ``flt.text``, or None
-    when the index cannot narrow the search (short or common term)."""
-    slots = term_slots(flt.text) if flt.text else None
-    if not slots:
-        return None
-    where = ["project = ?", candidates_sql(slots)]
-    params: list[Any] = [flt.project]
-    if flt.start is not None:
-        where.append("max_start >= ?")
-        params.append(flt.start)
-    if flt.end is not None:
-        where.append("min_start < ?")
-        params.append(flt.end)
-    rows = con.execute(
-        f"SELECT block_id FROM span_text_blocks WHERE {' AND '.join(where)} "
-        f"LIMIT {MAX_CANDIDATES + 1}",
-        params,
-    ).fetchall()
-    if len(rows) > MAX_CANDIDATES:
-        return None
-    # A constant list: DuckDB prunes row groups on it before reading any text.
-    listed = ", ".join(str(int(r[0])) for r in rows)
-    return f"(text_block IS NULL OR text_block IN ({listed}))" if rows else "text_block IS NULL"
-
-
-def _where(flt: SpanFilter, con: duckdb.DuckDBPyConnection | None = None) -> tuple[str, list[Any]]:
-    """SQL conditions and parameters for a span filter; with ``con`` a text search first
-    narrows itself with the trigram index."""
+def _where(
+    flt: SpanFilter, narrow: Callable[[SpanFilter], str | None] | None = None
+) -> tuple[str, list[Any]]:
+    """SQL conditions and parameters for a span filter; with ``narrow`` (the store's text
+    index) a text search first skips the blocks that cannot match."""
     clauses = ["project = ?"]
     params: list[Any] = [flt.project]
     if flt.start is not None:
@@ -103,7 +78,7 @@ def _where(flt: SpanFilter, con: duckdb.DuckDBPyConnection | None = None) -> tup
             pattern = f"%{flt.text}%"
             clauses.append("(input_text ILIKE ? OR output_text ILIKE ?)")
         params += [pattern, pattern]
-        narrowed = _text_blocks(con, flt) if con is not None else None
+        narrowed = narrow(flt) if narrow is not None else None
         if narrowed:
             clauses.append(narrowed)
     for key, value in flt.attributes.items():
@@ -122,6 +97,8 @@ class DuckDBStore(
     OnlineTables,
 ):
     """:class:`assay.store.Store` on one DuckDB file (or ``:memory:``)."""
+
+    sketches_text = True
 
     def __init__(
         self,
@@ -151,11 +128,23 @@ class DuckDBStore(
         self._write_lock = threading.Lock()
         if not read_only:
             self._migrate()
+        self._text: TextIndex | None = None
+        try:
+            self._text = TextIndex(self._cursor, self._write_lock, read_only)
+        except duckdb.Error:  # a read-only file from before the index: searches scan
+            self._text = None
 
     # -- plumbing -----------------------------------------------------------------
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
+
+    def _narrow(self, flt: SpanFilter) -> str | None:
+        return self._text.condition(self._cursor(), flt) if self._text is not None else None
+
+    def wait_text_index(self, timeout: float = 30.0) -> bool:
+        """Wait until the text index covers every stored span (benchmarks, tests)."""
+        return self._text.wait(timeout) if self._text is not None else True
 
     def _migrate(self) -> None:
         con = self._con
@@ -199,7 +188,8 @@ class DuckDBStore(
             )
 
     def close(self) -> None:
-        """Checkpoint and release the file."""
+        """Finish sketching what is written, checkpoint and release the file."""
+        stop(self._text)
         with contextlib.suppress(duckdb.Error):
             self._con.close()
 
@@ -290,32 +280,25 @@ class DuckDBStore(
             return 0
         # A store copy carries each span's ingested_at: online rules' watermarks depend on it.
         cols = _SPAN_SELECT + (", ingested_at" if "ingested_at" in table.column_names else "")
-        if "text_block" in table.column_names:  # a copy from another DuckDB: blocks are ours
-            table = table.drop_columns(["text_block"])
         with self._write_lock:
+            blocks = None
+            if self._text is not None:
+                table, blocks = self._text.number(table)
+                cols += ", text_block"
             cur = self._cursor()
+            cur.register("assay_batch", table)
             try:
-                top = cur.execute("SELECT coalesce(max(block_id), 0) FROM span_text_blocks")
-                first = int(top.fetchall()[0][0]) + 1
-                block_rows, block_ids = text_blocks(table, first)
-                cur.register("assay_batch", table.append_column("text_block", block_ids))
-                cur.register("assay_blocks", block_rows)
-                cur.execute("BEGIN")
-                cur.execute(
-                    "INSERT INTO span_text_blocks SELECT block_id, project, min_start, "
-                    "max_start, spans, sketch::BIT FROM assay_blocks"
-                )
                 result = cur.execute(
-                    f"INSERT OR IGNORE INTO spans ({cols}, text_block) "
-                    f"SELECT {cols}, text_block FROM assay_batch"
+                    f"INSERT OR IGNORE INTO spans ({cols}) SELECT {cols} FROM assay_batch"
                 ).fetchall()[0]
-                cur.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    cur.execute("ROLLBACK")
+                if self._text is not None and blocks is not None:
+                    self._text.abandoned(blocks)
                 raise
             finally:
                 cur.close()
+        if self._text is not None and blocks is not None:
+            self._text.written(table, blocks)
         return int(result[0]) if result else 0
 
     def count_spans(self, project: str | None = None) -> int:
@@ -329,7 +312,7 @@ class DuckDBStore(
 
     def list_spans(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[Span]:
         """Spans newest first, keyset-paginated on (start_time, trace_id, span_id)."""
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         if cursor:
             ts, tid, sid = decode_cursor(cursor, 3)
             where += " AND (start_time, trace_id, span_id) < (?, ?, ?)"
@@ -349,7 +332,7 @@ class DuckDBStore(
 
     def list_traces(self, flt: SpanFilter, limit: int, cursor: str | None) -> Page[TraceSummary]:
         """Traces with a matching span, newest first, keyset-paginated."""
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         having = ""
         hparams: list[Any] = []
         if cursor:
@@ -445,7 +428,7 @@ class DuckDBStore(
     def _aggregate(
         self, flt: SpanFilter, bucket: timedelta | None, group_by: str | None, rollup: bool
     ) -> list[tuple[bool, bool, Aggregate]]:
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         bucket_sql = "NULL::TIMESTAMP"
         if bucket is not None:
             micros = int(bucket / timedelta(microseconds=1))
@@ -507,7 +490,7 @@ class DuckDBStore(
 
     def unpriced_models(self, flt: SpanFilter) -> list[UnpricedModel]:
         """Models with token counts but no cost, most spans first."""
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         cur = self._cursor()
         rows = cur.execute(
             f"""

@@ -65,6 +65,9 @@ class DriftTables:
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         raise NotImplementedError
 
+    def _narrow(self, flt: SpanFilter) -> str | None:
+        raise NotImplementedError
+
     def sample_window(
         self,
         flt: SpanFilter,
@@ -92,7 +95,7 @@ class DriftTables:
             )
         if limit < 1:
             raise StoreError(f"sample limit must be >= 1, got {limit}")
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         select = ["trace_id", "span_id"]
         select += [f"{DRIFT_FIELDS[f]} AS f{i}" for i, f in enumerate(fields)]
         select_params: list[object] = []

@@ -94,6 +94,9 @@ class QueueTables:
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         raise NotImplementedError
 
+    def _narrow(self, flt: SpanFilter) -> str | None:
+        raise NotImplementedError
+
     # -- selection ----------------------------------------------------------------------
 
     def queue_population(
@@ -155,7 +158,7 @@ class QueueTables:
         whole trace (span_id None) with any span matching it."""
         from assay.store.duckdb import _where
 
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         rows = (
             self._cursor()
             .execute(
@@ -197,7 +200,7 @@ class QueueTables:
 
         if not keys:
             return []
-        where, params = _where(flt, self._cursor())
+        where, params = _where(flt, self._narrow)
         rows = (
             self._cursor()
             .execute(

@@ -1,149 +1,236 @@
-"""A trigram sketch index for text search on DuckDB.
+"""The trigram text index (:mod:`assay.store.text_index`) kept up on a DuckDB store.
 
-DuckDB has no incremental text index (its FTS extension rebuilds from scratch and cannot
-be installed offline), so a search for a rare term used to read every input and output:
-~1.7 s over 5M spans. Here every insert also writes, per *block* of up to
-:data:`BLOCK_SPANS` spans of one project, a bitmap of the hashed byte trigrams of the
-lower-cased texts (``span_text_blocks``), and each span records its block
-(``spans.text_block``). A search first asks which blocks hold every trigram of the term,
-then adds ``text_block IN (…)`` to its filter: DuckDB prunes whole row groups on that
-constant list before reading any text.
-
-The sketch only ever rules blocks *out*: a bit can be set by another trigram (a false
-positive, the block is read anyway) but a trigram present in a block always has its
-bit set, so results are exactly those of the plain ILIKE scan. Spans written before the
-index existed have no block (NULL) and are always read.
+Sketching a block costs ~4 µs a span, which on the ingest path would add to every OTLP
+request's latency. So a write only numbers its spans' blocks (inside its transaction);
+a sketcher thread computes the bitmaps after the commit, from the batch still in memory,
+and writes them in a small transaction of its own. Until a block's sketch is written the
+block is *pending* and every search reads it; after a crash, blocks without a sketch are
+found at the next open and sketched from the stored texts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-#: Most spans per block: small enough that a rare term touches few rows, large enough
-#: that the block table stays ~1/1000 of the spans.
-BLOCK_SPANS = 1024
-#: Most text bytes per block, so a block of long texts does not saturate its bitmap.
-BLOCK_TEXT_BYTES = 1 << 20
-#: Bits in a full-size sketch; a block with less text gets fewer (a power of two >= 512).
-MAX_BITS_LOG2 = 16
-_MIN_BITS_LOG2 = 9
-#: A term with more distinct trigrams is checked on this many (more add little).
-MAX_TERM_TRIGRAMS = 24
-#: Above this many candidate blocks the term is common: the plain scan is used.
-MAX_CANDIDATES = 2000
-_MULT = np.uint32(0x9E3779B1)  # Knuth's multiplicative hash constant (odd, 2^32 / phi)
-
-BLOCK_SCHEMA = pa.schema(
-    [
-        ("block_id", pa.int64()),
-        ("project", pa.string()),
-        ("min_start", pa.timestamp("us", tz="UTC")),
-        ("max_start", pa.timestamp("us", tz="UTC")),
-        ("spans", pa.int32()),
-        ("sketch", pa.binary()),
-    ]
+from assay.query import SpanFilter
+from assay.store.text_index import (
+    MAX_CANDIDATES,
+    assign,
+    candidates_sql,
+    sketch_blocks,
+    term_slots,
 )
 
+log = logging.getLogger("assay.store")
 
-def _slots(data: np.ndarray) -> np.ndarray:
-    """Each byte trigram of ``data`` hashed to a 16-bit slot (uint32 values < 2^16)."""
-    if data.size < 3:
-        return np.empty(0, dtype=np.uint32)
-    b = data.astype(np.uint32)
-    code = (b[:-2] << np.uint32(16)) | (b[1:-1] << np.uint32(8)) | b[2:]
-    return (code * _MULT) >> np.uint32(32 - MAX_BITS_LOG2)  # uint32 multiply wraps mod 2^32
-
-
-def _bits_log2(text_bytes: int) -> int:
-    return min(MAX_BITS_LOG2, max(_MIN_BITS_LOG2, int(text_bytes).bit_length()))
+#: Spans of batches kept in memory for the sketcher; beyond it batches are re-read.
+MAX_QUEUED_SPANS = 200_000
+#: Seconds the sketcher collects batches before writing their sketches together.
+FLUSH_SECONDS = 0.5
+#: Pending blocks listed one by one in a search; beyond, "every block from the oldest".
+_MAX_LISTED_PENDING = 256
 
 
-def sketch(data: np.ndarray) -> bytes:
-    """The bitmap of one block's lower-cased text bytes (big-endian bit order)."""
-    k = _bits_log2(data.size)
-    bits = np.zeros(1 << k, dtype=bool)
-    bits[_slots(data) >> np.uint32(MAX_BITS_LOG2 - k)] = True
-    return bytes(np.packbits(bits).tobytes())
+class TextIndex:
+    """Block numbering, background sketching and search conditions for one store."""
+
+    def __init__(
+        self,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
+        write_lock: threading.Lock,
+        read_only: bool,
+    ) -> None:
+        self._cursor = cursor
+        self._write_lock = write_lock
+        self._lock = threading.Lock()  # guards _pending, _next, _queued
+        self._pending: set[int] = set()
+        self._queued = 0
+        self._idle = threading.Condition(self._lock)
+        self._jobs: queue.SimpleQueue[tuple[np.ndarray, pa.Table | None] | None] = (
+            queue.SimpleQueue()
+        )
+        cur = cursor()
+        unsketched = [
+            int(r[0])
+            for r in cur.execute(
+                "SELECT DISTINCT text_block FROM spans WHERE text_block IS NOT NULL "
+                "EXCEPT SELECT block_id FROM span_text_blocks"
+            ).fetchall()
+        ]
+        top = cur.execute(
+            "SELECT greatest((SELECT max(block_id) FROM span_text_blocks), "
+            "(SELECT max(text_block) FROM spans))"
+        ).fetchall()
+        self._next = int(top[0][0] or 0) + 1
+        self._pending.update(unsketched)
+        self._thread: threading.Thread | None = None
+        if not read_only:
+            self._thread = threading.Thread(target=self._run, name="assay-sketcher", daemon=True)
+            self._thread.start()
+            if unsketched:
+                log.info("sketching %d text-index blocks left from the last run", len(unsketched))
+                self._jobs.put((np.array(sorted(unsketched), dtype=np.int64), None))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def number(self, table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+        """``table`` with a ``text_block`` column of new block ids (call under the store's
+        write lock, then :meth:`written` or :meth:`abandoned`)."""
+        local = assign(table)
+        with self._lock:
+            first = self._next
+            count = int(local[-1]) + 1 if local.size else 0
+            self._next += count
+            blocks = local + first
+            self._pending.update(range(first, first + count))
+        if "text_block" in table.column_names:
+            table = table.drop_columns(["text_block"])
+        return table.append_column("text_block", pa.array(blocks, pa.int64())), blocks
+
+    def written(self, table: pa.Table, blocks: np.ndarray) -> None:
+        """The spans are committed: sketch their blocks in the background."""
+        if self._thread is None:
+            return
+        keep = None
+        with self._lock:
+            if self._queued + table.num_rows <= MAX_QUEUED_SPANS:
+                self._queued += table.num_rows
+                keep = table.select(["project", "start_time", "input_text", "output_text"])
+        self._jobs.put((blocks, keep))
+
+    def abandoned(self, blocks: np.ndarray) -> None:
+        """The write failed: its block ids name no spans."""
+        with self._lock:
+            self._pending.difference_update(int(b) for b in np.unique(blocks))
+            self._idle.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            # Batches that arrive within FLUSH_SECONDS share one transaction: a commit per
+            # batch would double the store's commits (and its WAL syncs) under load.
+            jobs = [job]
+            deadline = time.monotonic() + FLUSH_SECONDS
+            stop = False
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    nxt = self._jobs.get(timeout=left)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            try:
+                self._sketch(jobs)
+            except Exception:  # the blocks stay pending: searches read them; next open retries
+                log.exception("sketching text-index blocks failed")
+            finally:
+                with self._lock:
+                    self._queued -= sum(t.num_rows for _, t in jobs if t is not None)
+                    self._idle.notify_all()
+            if stop:
+                return
+
+    def _sketch(self, jobs: list[tuple[np.ndarray, pa.Table | None]]) -> None:
+        parts = []
+        done: set[int] = set()
+        for blocks, table in jobs:
+            if table is None:  # re-read the texts (a batch not kept in memory, or a crash)
+                ids = [int(b) for b in np.unique(blocks)]
+                done.update(ids)  # ids whose spans are gone (deleted) need no sketch
+                table = (
+                    self._cursor()
+                    .sql(
+                        "SELECT text_block, project, start_time, input_text, output_text "
+                        "FROM spans WHERE text_block IN (SELECT unnest(?::BIGINT[])) "
+                        "ORDER BY text_block",
+                        params=[ids],
+                    )
+                    .to_arrow_table()
+                )
+                blocks = table["text_block"].to_numpy()
+            if table.num_rows:
+                parts.append(sketch_blocks(table, blocks))
+        if parts:
+            rows = pa.concat_tables(parts)
+            with self._write_lock:
+                cur = self._cursor()
+                try:
+                    cur.register("assay_sketches", rows)
+                    cur.execute(
+                        "INSERT OR REPLACE INTO span_text_blocks SELECT block_id, project, "
+                        "min_start, max_start, spans, sketch::BIT FROM assay_sketches"
+                    )
+                finally:
+                    cur.close()
+            done.update(int(b) for b in rows["block_id"].to_pylist())
+        with self._lock:
+            self._pending.difference_update(done)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait until every committed block is sketched; False on timeout."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._pending, timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Sketch what is queued (up to ``timeout``), then stop the thread."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- searching ----------------------------------------------------------------------
+
+    def condition(self, con: duckdb.DuckDBPyConnection, flt: SpanFilter) -> str | None:
+        """A ``text_block`` condition that skips blocks unable to hold ``flt.text``, or
+        None when the index cannot narrow the search (short or common term)."""
+        slots = term_slots(flt.text) if flt.text else None
+        if not slots:
+            return None
+        with self._lock:  # read before the sketches: a block sketched meanwhile is in both
+            pending = sorted(self._pending)
+        where = ["project = ?", candidates_sql(slots)]
+        params: list[Any] = [flt.project]
+        if flt.start is not None:
+            where.append("max_start >= ?")
+            params.append(flt.start)
+        if flt.end is not None:
+            where.append("min_start < ?")
+            params.append(flt.end)
+        rows = con.execute(
+            f"SELECT block_id FROM span_text_blocks WHERE {' AND '.join(where)} "
+            f"LIMIT {MAX_CANDIDATES + 1}",
+            params,
+        ).fetchall()
+        if len(rows) > MAX_CANDIDATES:
+            return None
+        # Constant lists: DuckDB prunes row groups on them before reading any text.
+        ors = ["text_block IS NULL"]
+        if len(pending) > _MAX_LISTED_PENDING:
+            ors.append(f"text_block >= {pending[0]}")
+            listed = [int(r[0]) for r in rows if r[0] < pending[0]]
+        else:
+            listed = [int(r[0]) for r in rows] + pending
+        if listed:
+            ors.append(f"text_block IN ({', '.join(str(b) for b in sorted(set(listed)))})")
+        return "(" + " OR ".join(ors) + ")"
 
 
-def _lower_bytes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-cased UTF-8 bytes of a string column, and each row's end offset in them."""
-    arr = pc.utf8_lower(column.combine_chunks())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_string())  # 64-bit offsets: a batch may exceed 2 GiB of text
-    first = arr.offset
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[first : first + len(arr) + 1]
-    data_buf = arr.buffers()[2]
-    data = (
-        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
-    )
-    return data, offsets
-
-
-def blocks(table: pa.Table, first_id: int) -> tuple[pa.Table, pa.Array]:
-    """Split a span table into blocks of contiguous rows of one project; return the block
-    rows (ids from ``first_id`` on) and each span's block id."""
-    n = table.num_rows
-    projects = table["project"].to_pylist()
-    starts = table["start_time"]
-    texts = [_lower_bytes(table[c]) for c in ("input_text", "output_text")]
-    # Text bytes of each row (both columns), to close a block before it gets too big.
-    row_bytes = np.diff(texts[0][1]) + np.diff(texts[1][1])
-    ids = np.empty(n, dtype=np.int64)
-    rows: dict[str, list[Any]] = {f.name: [] for f in BLOCK_SCHEMA}
-    start = 0
-    block = first_id
-    while start < n:
-        end = start + 1
-        size = int(row_bytes[start])
-        limit = min(n, start + BLOCK_SPANS)
-        while end < limit and projects[end] == projects[start]:
-            if size + row_bytes[end] > BLOCK_TEXT_BYTES:
-                break
-            size += int(row_bytes[end])
-            end += 1
-        parts = [data[off[start] : off[end]] for data, off in texts]
-        # A separator keeps the two columns' bytes from forming a trigram together.
-        joined = np.concatenate([parts[0], np.zeros(1, np.uint8), parts[1]])
-        window = starts.slice(start, end - start)
-        rows["block_id"].append(block)
-        rows["project"].append(projects[start])
-        rows["min_start"].append(pc.min(window).as_py())
-        rows["max_start"].append(pc.max(window).as_py())
-        rows["spans"].append(end - start)
-        rows["sketch"].append(sketch(joined))
-        ids[start:end] = block
-        block += 1
-        start = end
-    return pa.Table.from_pydict(rows, schema=BLOCK_SCHEMA), pa.array(ids)
-
-
-def term_slots(term: str) -> list[int] | None:
-    """The 16-bit slots a block must have set to hold ``term``, or None when the term is
-    too short (fewer than 3 bytes lower-cased) for the index to say anything."""
-    lowered = pc.utf8_lower(pa.array([term])).to_pylist()[0]
-    data = np.frombuffer(lowered.encode("utf-8"), dtype=np.uint8)
-    if data.size < 3:
-        return None
-    slots = sorted({int(s) for s in _slots(data)})
-    # Spread the checked slots over the term rather than keeping only its start.
-    step = max(1, len(slots) // MAX_TERM_TRIGRAMS)
-    return slots[::step][:MAX_TERM_TRIGRAMS]
-
-
-def candidates_sql(slots: list[int]) -> str:
-    """A condition on ``span_text_blocks`` that every one of ``slots`` is set.
-
-    A sketch of 2^k bits keeps the top k bits of the 16-bit slot; the slots are integers
-    computed here, so they are written into the SQL rather than bound.
-    """
-    full = 1 << MAX_BITS_LOG2
-    return " AND ".join(
-        f"get_bit(sketch, ({int(s)} // ({full} // bit_length(sketch)))::INTEGER) = 1"
-        for s in slots
-    )
+def stop(index: TextIndex | None) -> None:
+    """Stop a store's sketcher if it has one."""
+    if index is not None:
+        with contextlib.suppress(Exception):
+            index.close()

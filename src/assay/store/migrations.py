@@ -452,7 +452,7 @@ def m011_retention(con: Any) -> None:
 
 @migration
 def m012_text_index(con: Any) -> None:
-    # Trigram sketches for text search (assay.store.duckdb_text). Spans stored before this
+    # Trigram sketches for text search (assay.store.text_index). Spans stored before this
     # migration keep a NULL block and are always read by a search.
     con.execute("ALTER TABLE spans ADD COLUMN text_block BIGINT")
     con.execute(
