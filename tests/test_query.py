@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,5 +81,22 @@ def test_settings_from_env_and_errors() -> None:
         Settings.from_env({"ASSAY_PORT": "70000"})
     with pytest.raises(SettingsError, match="ASSAY_PRICES"):
         Settings.from_env({"ASSAY_PRICES": "/nonexistent/prices.json"})
+    with pytest.raises(SettingsError, match=r"ASSAY_DUCKDB_CHECKPOINT_THRESHOLD='lots'.*64MB"):
+        Settings.from_env({"ASSAY_DUCKDB_CHECKPOINT_THRESHOLD": "lots"})
+    with pytest.raises(SettingsError, match="ASSAY_DUCKDB_MEMORY_LIMIT"):
+        Settings.from_env({"ASSAY_DUCKDB_MEMORY_LIMIT": "512"})
+    big = Settings.from_env({"ASSAY_DUCKDB_CHECKPOINT_THRESHOLD": "1.5GiB"})
+    assert big.duckdb_checkpoint_threshold == "1.5GiB"
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")
+
+
+def test_the_checkpoint_threshold_reaches_duckdb(tmp_path: pathlib.Path) -> None:
+    from assay.store import open_store
+
+    store = open_store(str(tmp_path / "c.duckdb"), checkpoint_threshold="48MB")
+    try:
+        value = store._cursor().execute("SELECT current_setting('checkpoint_threshold')")  # type: ignore[attr-defined]
+        assert value.fetchall()[0][0] == "45.7 MiB"  # 48 MB in DuckDB's binary units
+    finally:
+        store.close()

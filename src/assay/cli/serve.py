@@ -57,7 +57,10 @@ def serve(
 
     try:
         store = open_store(
-            settings.db, memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads
+            settings.db,
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+            checkpoint_threshold=settings.duckdb_checkpoint_threshold,
         )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None

@@ -45,6 +45,7 @@ def create_app(
                 settings.db,
                 memory_limit=settings.duckdb_memory_limit,
                 threads=settings.duckdb_threads,
+                checkpoint_threshold=settings.duckdb_checkpoint_threshold,
             )
         )
         table = prices if prices is not None else load_prices(settings.prices)

@@ -521,7 +521,11 @@ class Store(Protocol):
 
 
 def open_store(
-    url: str, read_only: bool = False, memory_limit: str | None = None, threads: int = 0
+    url: str,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    threads: int = 0,
+    checkpoint_threshold: str | None = None,
 ) -> Store:
     """Open the store a URL or path names: a path or ``duckdb:///path`` is DuckDB;
     ``clickhouse://``, ``clickhouses://`` and ``chdb://`` are ClickHouse (the
@@ -539,7 +543,13 @@ def open_store(
             f"store {url!r}: scheme {scheme!r} is not supported; use a file path such as "
             "./assay.duckdb, clickhouse://user:pass@host:8123/db or chdb:///path/to/dir"
         )
-    return DuckDBStore(path, read_only=read_only, memory_limit=memory_limit, threads=threads)
+    return DuckDBStore(
+        path,
+        read_only=read_only,
+        memory_limit=memory_limit,
+        threads=threads,
+        checkpoint_threshold=checkpoint_threshold,
+    )
 
 
 def is_url(location: str) -> bool:

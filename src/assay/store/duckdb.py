@@ -106,11 +106,14 @@ class DuckDBStore(
         read_only: bool = False,
         memory_limit: str | None = None,
         threads: int = 0,
+        checkpoint_threshold: str | None = None,
     ) -> None:
         self.path = path
         config: dict[str, Any] = {}
         if memory_limit:
             config["memory_limit"] = memory_limit
+        if checkpoint_threshold:
+            config["checkpoint_threshold"] = checkpoint_threshold
         if threads:
             config["threads"] = threads
         try:
