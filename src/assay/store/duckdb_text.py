@@ -35,6 +35,8 @@ log = logging.getLogger("assay.store")
 
 #: Spans of batches kept in memory for the sketcher; beyond it batches are re-read.
 MAX_QUEUED_SPANS = 200_000
+#: Seconds without work after which the sketcher thread ends (a new write starts another).
+IDLE_EXIT_SECONDS = 5.0
 #: Seconds the sketcher collects batches before writing their sketches together.
 FLUSH_SECONDS = 0.5
 #: Pending blocks listed one by one in a search; beyond, "every block from the oldest".
@@ -73,13 +75,14 @@ class TextIndex:
         ).fetchall()
         self._next = int(top[0][0] or 0) + 1
         self._pending.update(unsketched)
+        self._writable = not read_only
+        self._closed = False
+        # Started on demand and gone when idle, so an idle or forgotten store holds no
+        # thread (and no reference to its connection) until the interpreter exits.
         self._thread: threading.Thread | None = None
-        if not read_only:
-            self._thread = threading.Thread(target=self._run, name="assay-sketcher", daemon=True)
-            self._thread.start()
-            if unsketched:
-                log.info("sketching %d text-index blocks left from the last run", len(unsketched))
-                self._jobs.put((np.array(sorted(unsketched), dtype=np.int64), None))
+        if self._writable and unsketched:
+            log.info("sketching %d text-index blocks left from the last run", len(unsketched))
+            self._submit((np.array(sorted(unsketched), dtype=np.int64), None))
 
     # -- writing -----------------------------------------------------------------------
 
@@ -99,14 +102,25 @@ class TextIndex:
 
     def written(self, table: pa.Table, blocks: np.ndarray) -> None:
         """The spans are committed: sketch their blocks in the background."""
-        if self._thread is None:
+        if not self._writable:
             return
         keep = None
         with self._lock:
             if self._queued + table.num_rows <= MAX_QUEUED_SPANS:
                 self._queued += table.num_rows
                 keep = table.select(["project", "start_time", "input_text", "output_text"])
-        self._jobs.put((blocks, keep))
+        self._submit((blocks, keep))
+
+    def _submit(self, job: tuple[np.ndarray, pa.Table | None]) -> None:
+        with self._lock:
+            if self._closed:
+                return  # left pending: the next open sketches them from the stored texts
+            self._jobs.put(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="assay-sketcher", daemon=True
+                )
+                self._thread.start()
 
     def abandoned(self, blocks: np.ndarray) -> None:
         """The write failed: its block ids name no spans."""
@@ -116,7 +130,14 @@ class TextIndex:
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=IDLE_EXIT_SECONDS)
+            except queue.Empty:
+                with self._lock:  # a job submitted now sees no thread and starts one
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
             if job is None:
                 return
             # Batches that arrive within FLUSH_SECONDS share one transaction: a commit per
@@ -187,10 +208,13 @@ class TextIndex:
 
     def close(self, timeout: float = 30.0) -> None:
         """Sketch what is queued (up to ``timeout``), then stop the thread."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None:
+            thread.join(timeout)
 
     # -- searching ----------------------------------------------------------------------
 
