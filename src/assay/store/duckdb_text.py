@@ -98,7 +98,7 @@ class TextIndex:
             self._pending.update(range(first, first + count))
         if "text_block" in table.column_names:
             table = table.drop_columns(["text_block"])
-        return table.append_column("text_block", pa.array(blocks, pa.int64())), blocks
+        return table.append_column("text_block", pa.array(blocks, pa.int32())), blocks
 
     def written(self, table: pa.Table, blocks: np.ndarray) -> None:
         """The spans are committed: sketch their blocks in the background."""
