@@ -11,6 +11,7 @@ from assay.store import clickhouse_feedback as feedback
 from assay.store import clickhouse_monitors as monitors
 from assay.store import clickhouse_online as online
 from assay.store import clickhouse_queues as queues
+from assay.store.clickhouse_monitors_transfer import MonitorsTransfer
 from assay.store.clickhouse_spans import SpanTables
 
 
@@ -18,7 +19,7 @@ class ClickHouseStore(
     SpanTables,
     evals.EvalsTables,
     drift.DriftTables,
-    monitors.MonitorsTables,
+    MonitorsTransfer,
     online.OnlineTables,
     feedback.FeedbackTables,
     calibration.CalibrationTables,
