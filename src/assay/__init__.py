@@ -6,33 +6,57 @@ __version__ = "0.1.0.dev0"
 
 from typing import TYPE_CHECKING, Any
 
-from assay.model import (
-    Aggregate,
-    ApiKey,
-    Case,
-    EvalRun,
-    Output,
-    Project,
-    Score,
-    ScorerSpec,
-    Span,
-    TraceSummary,
-    Trial,
-    UnpricedModel,
-)
-from assay.pricing import Price, PriceTable, load_prices
-from assay.query import Page, SpanFilter
-from assay.settings import Settings
-from assay.store import Store, open_store
-
 if TYPE_CHECKING:
     from assay.evaluation import EvalResult, aevaluate, compare, evaluate
     from assay.goldens import GoldenSet, load_golden_set
+    from assay.model import (
+        Aggregate,
+        ApiKey,
+        Case,
+        EvalRun,
+        Output,
+        Project,
+        Score,
+        ScorerSpec,
+        Span,
+        TraceSummary,
+        Trial,
+        UnpricedModel,
+    )
+    from assay.pricing import Price, PriceTable, load_prices
+    from assay.query import Page, SpanFilter
     from assay.scorers import Scorer, custom, scorer
+    from assay.settings import Settings
+    from assay.store import Store, open_store
     from assay.targets import Target
 
 #: Public names imported on first use, with the module that defines them.
 _LAZY = {
+    **dict.fromkeys(
+        (
+            "Aggregate",
+            "ApiKey",
+            "Case",
+            "EvalRun",
+            "Output",
+            "Project",
+            "Score",
+            "ScorerSpec",
+            "Span",
+            "TraceSummary",
+            "Trial",
+            "UnpricedModel",
+        ),
+        "assay.model",
+    ),
+    "Price": "assay.pricing",
+    "PriceTable": "assay.pricing",
+    "load_prices": "assay.pricing",
+    "Page": "assay.query",
+    "SpanFilter": "assay.query",
+    "Settings": "assay.settings",
+    "Store": "assay.store",
+    "open_store": "assay.store",
     "EvalResult": "assay.evaluation",
     "aevaluate": "assay.evaluation",
     "compare": "assay.evaluation",
@@ -47,8 +71,9 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Evaluation pulls in HTTP clients and statistics; `assay serve` and the trace
-    # commands should not pay for them at start-up.
+    # Nothing is imported up front: evaluation pulls in HTTP clients and statistics, the
+    # store DuckDB, pyarrow and numpy, and a decode worker process (assay.decode_worker)
+    # must stay small, so each name loads its module on first use.
     if name in _LAZY:
         import importlib
 

@@ -10,22 +10,22 @@ Retry-After) instead of letting memory grow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import multiprocessing
-import os
+import marshal
 import queue
+import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import anyio
 import pyarrow as pa
 
-from assay.batch import from_ipc, skip_pandas_probe, spans_to_arrow, to_ipc
-from assay.otlp import decode
-from assay.pricing import PriceTable, load_prices
+from assay import decode_worker
+from assay.batch import columns_to_arrow, spans_to_arrow
+from assay.otlp import OtlpDecodeError, decode
+from assay.pricing import PriceTable
 from assay.store import Store
 
 log = logging.getLogger("assay.ingest")
@@ -59,82 +59,134 @@ class Decoded:
     error_message: str
 
 
-_worker_prices: PriceTable | None = None
-
-
-def _init_worker(prices_path: str | None) -> None:
-    global _worker_prices
-    _worker_prices = load_prices(prices_path)
-    skip_pandas_probe()
-    # A server killed with SIGKILL cannot stop its pool; without this watch the workers
-    # would live on as orphans holding ~100 MB each.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-
-
-def _decode_in_worker(body: bytes, json_encoding: bool, project: str) -> tuple[bytes, int, str]:
-    result = decode(body, json_encoding, project, _worker_prices)
-    return to_ipc(spans_to_arrow(result.spans)), result.rejected, result.error_message()
-
-
 def _decode_here(body: bytes, json_encoding: bool, project: str, prices: PriceTable) -> Decoded:
     result = decode(body, json_encoding, project, prices)
     return Decoded(spans_to_arrow(result.spans), result.rejected, result.error_message())
 
 
+class _Worker:
+    """One ``python -m assay.decode_worker`` child, used by one request at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def call(
+        self, body: bytes, json_encoding: bool, project: str
+    ) -> tuple[int, int, str, bytes]:
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
+        name = project.encode()
+        stdin.write(decode_worker.REQUEST.pack(len(body), int(json_encoding), len(name)) + name)
+        stdin.write(body)
+        await stdin.drain()
+        head = await stdout.readexactly(decode_worker.RESPONSE.size)
+        status, rejected, text_len, payload_len = decode_worker.RESPONSE.unpack(head)
+        text = (await stdout.readexactly(text_len)).decode("utf-8", "replace")
+        payload = await stdout.readexactly(payload_len)
+        return status, rejected, text, payload
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+
 class Decoder:
     """Decodes OTLP bodies into Arrow tables, in worker processes when ``workers`` > 0.
 
-    Decoding and mapping are pure Python and hold the GIL; worker processes let ingest
-    use every core while the server process receives requests and runs the writer.
-    Workers start on the first request, so an idle server stays small.
+    Decoding and mapping are pure Python and hold the GIL; worker processes
+    (:mod:`assay.decode_worker`) let ingest use every core while the server process
+    receives requests and runs the writer. Workers start on the first request, so an
+    idle server stays small, and a worker that dies is replaced on the next request.
     """
 
     def __init__(self, prices: PriceTable, prices_path: str | None, workers: int) -> None:
         self.prices = prices
         self._prices_path = prices_path
         self._workers = workers
-        self._pool = self._new_pool()
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._missing = 0  # workers to (re)start before the next request waits for one
+        self._live: set[_Worker] = set()
 
-    def _new_pool(self) -> ProcessPoolExecutor | None:
-        if self._workers <= 0:
-            return None
-        return ProcessPoolExecutor(
-            max_workers=self._workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self._prices_path,),
+    @property
+    def worker_pids(self) -> list[int]:
+        """PIDs of the running worker processes."""
+        return [w.proc.pid for w in self._live]
+
+    async def _start_worker(self) -> _Worker:
+        args = [sys.executable, "-m", "assay.decode_worker"]
+        if self._prices_path:
+            args.append(self._prices_path)
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
+        worker = _Worker(proc)
+        self._live.add(worker)
+        return worker
+
+    async def _checkout(self) -> _Worker:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            self._missing = self._workers
+        if self._idle.empty() and self._missing > 0:
+            self._missing -= 1
+            try:
+                return await self._start_worker()
+            except BaseException:
+                self._missing += 1
+                raise
+        return await self._idle.get()
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        self._live.discard(worker)
+        self._missing += 1
 
     async def decode(self, body: bytes, json_encoding: bool, project: str) -> Decoded:
         """Decode one body; raises :class:`assay.otlp.OtlpDecodeError` when it is not OTLP."""
-        if self._pool is None:
+        if self._workers <= 0:
             return await anyio.to_thread.run_sync(
                 _decode_here, body, json_encoding, project, self.prices
             )
-        loop = asyncio.get_running_loop()
         try:
-            ipc, rejected, message = await loop.run_in_executor(
-                self._pool, _decode_in_worker, body, json_encoding, project
-            )
-        except BrokenProcessPool:
-            # A worker died (OOM killer, signal): replace the pool; the client retries.
-            log.error("a decode worker died; restarting the decode pool")
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            worker = await self._checkout()
+        except OSError as exc:
+            raise WriteFailedError(f"cannot start a decode worker: {exc}") from None
+        try:
+            status, rejected, message, payload = await worker.call(body, json_encoding, project)
+        except (OSError, asyncio.IncompleteReadError):
+            # The worker died (OOM killer, signal): the next request starts a new one.
+            log.error("a decode worker stopped unexpectedly; starting a new one")
+            self._discard(worker)
             raise WriteFailedError("a decode worker stopped unexpectedly") from None
-        return Decoded(from_ipc(ipc), rejected, message)
+        except BaseException:
+            # Cancelled mid-exchange: the pipe is out of step, so this worker is done.
+            self._discard(worker)
+            raise
+        assert self._idle is not None
+        self._idle.put_nowait(worker)
+        if status != decode_worker.OK:
+            raise OtlpDecodeError(message)
+        table = await anyio.to_thread.run_sync(_columns_table, payload)
+        return Decoded(table, rejected, message)
 
-    def close(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    async def aclose(self) -> None:
+        """Stop the worker processes (they exit when their stdin closes)."""
+        workers, self._live = list(self._live), set()
+        self._idle = None
+        for w in workers:
+            if w.proc.stdin is not None:
+                w.proc.stdin.close()
+        for w in workers:
+            try:
+                await asyncio.wait_for(w.proc.wait(), 5.0)
+            except TimeoutError:
+                w.kill()
+                await w.proc.wait()
+
+
+def _columns_table(payload: bytes) -> pa.Table:
+    return columns_to_arrow(marshal.loads(payload))
 
 
 @dataclass

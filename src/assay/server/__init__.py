@@ -46,6 +46,7 @@ def create_app(
                 memory_limit=settings.duckdb_memory_limit,
                 threads=settings.duckdb_threads,
                 checkpoint_threshold=settings.duckdb_checkpoint_threshold,
+                row_group_size=settings.duckdb_row_group_size,
             )
         )
         table = prices if prices is not None else load_prices(settings.prices)
@@ -91,7 +92,7 @@ def create_app(
             await retention.stop()
             await monitors.stop()
             await online.stop()
-            decoder.close()
+            await decoder.aclose()
             await asyncio.to_thread(ingestor.stop)
             if owned:
                 st.close()
