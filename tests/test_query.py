@@ -100,3 +100,16 @@ def test_the_checkpoint_threshold_reaches_duckdb(tmp_path: pathlib.Path) -> None
         assert value.fetchall()[0][0] == "45.7 MiB"  # 48 MB in DuckDB's binary units
     finally:
         store.close()
+
+
+def test_row_group_size_setting_and_its_errors() -> None:
+    from assay.store.duckdb import DEFAULT_ROW_GROUP_SIZE
+
+    assert Settings().duckdb_row_group_size == DEFAULT_ROW_GROUP_SIZE
+    assert Settings.from_env({"ASSAY_DUCKDB_ROW_GROUP_SIZE": "122880"}).duckdb_row_group_size == (
+        122880
+    )
+    for bad in ("1000", "0", "2097152"):
+        with pytest.raises(SettingsError, match=rf"ASSAY_DUCKDB_ROW_GROUP_SIZE={bad} .*2048"):
+            Settings.from_env({"ASSAY_DUCKDB_ROW_GROUP_SIZE": bad})
+

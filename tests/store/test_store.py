@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ from assay.model import Span
 from assay.otlp import decode_request
 from assay.pricing import Price, PriceTable, load_prices
 from assay.query import SpanFilter
-from assay.store import Store
+from assay.store import Store, StoreError, StoreLockedError
 from assay.store.duckdb import DuckDBStore
 from assay.store.migrations import MIGRATIONS
 
@@ -201,3 +204,101 @@ def test_migrations_apply_once(db_path: str) -> None:
     again = DuckDBStore(db_path)
     assert again.applied_migrations() == applied == [name for name, _ in MIGRATIONS]
     again.close()
+
+
+def test_duckdb_writes_row_groups_of_the_configured_size(tmp_path: Path) -> None:
+    path = str(tmp_path / "rg.duckdb")
+    store = DuckDBStore(path, row_group_size=2048)
+    try:
+        assert store.insert_spans([span(i) for i in range(10_000)]) == 10_000
+        store._cursor().execute("CHECKPOINT")
+    finally:
+        store.close()
+    # The size is an open option, not stored in the file: any later open reads it all.
+    reader = DuckDBStore(path, read_only=True)
+    try:
+        groups = reader._cursor().execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('spans')"
+        )
+        # 10,000 rows: one row group at DuckDB's default size, at least five at 2,048.
+        assert groups.fetchall()[0][0] >= 5
+        assert reader.count_spans() == 10_000
+        assert "spans" in reader.transfer_tables()
+        assert "duration_ms" in reader.transfer_columns("spans")
+    finally:
+        reader.close()
+
+
+def test_duckdb_file_held_by_another_process_names_the_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "held.duckdb"
+    DuckDBStore(str(path)).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from assay.store.duckdb import DuckDBStore; "
+            f"s = DuckDBStore({str(path)!r}); print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError, match="held by another process"):
+            DuckDBStore(str(path))
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    with pytest.raises(StoreError, match="cannot open database"):
+        DuckDBStore(str(tmp_path))  # a directory is not a database file
+
+
+@pytest.mark.parametrize("window", [1, 8])
+def test_duckdb_trace_list_pages_match_grouping_everything(window: int) -> None:
+    import random
+
+    rng = random.Random(window)
+    spans = []
+    for t in range(300):
+        start = T0 + timedelta(minutes=rng.randrange(0, 1440))
+        for k in range(rng.randint(1, 5)):
+            # Some traces run for hours, so their late spans sit among the newest spans
+            # while the trace itself started long before.
+            at = start + timedelta(minutes=rng.choice([0, 1, 2, 90, 600]) * k)
+            spans.append(
+                replace(
+                    span(0),
+                    trace_id=f"{t + 1:032x}",
+                    span_id=f"{t * 8 + k + 1:016x}",
+                    start_time=at,
+                    end_time=at + timedelta(seconds=1),
+                    model=rng.choice(["m-a", "m-b"]),
+                )
+            )
+    store = DuckDBStore(":memory:")
+    store.TRACE_WINDOW = window  # type: ignore[misc]
+    try:
+        store.insert_spans(spans)
+        for model in (None, "m-a"):
+            firsts: dict[str, datetime] = {}
+            for s in spans:
+                if model is None or s.model == model:
+                    firsts[s.trace_id] = min(firsts.get(s.trace_id, s.start_time), s.start_time)
+            expected = sorted(firsts, key=lambda t: (firsts[t], t), reverse=True)
+            got: list[str] = []
+            cursor = None
+            while True:
+                page = store.list_traces(SpanFilter(project="p", model=model), 7, cursor)
+                got += [t.trace_id for t in page.items]
+                if model is None:  # a summary's start is its whole trace's
+                    assert [t.start_time for t in page.items] == [
+                        firsts[t.trace_id] for t in page.items
+                    ]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert got == expected
+    finally:
+        store.close()

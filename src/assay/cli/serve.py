@@ -61,6 +61,7 @@ def serve(
             memory_limit=settings.duckdb_memory_limit,
             threads=settings.duckdb_threads,
             checkpoint_threshold=settings.duckdb_checkpoint_threshold,
+            row_group_size=settings.duckdb_row_group_size,
         )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None

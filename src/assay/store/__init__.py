@@ -526,6 +526,7 @@ def open_store(
     memory_limit: str | None = None,
     threads: int = 0,
     checkpoint_threshold: str | None = None,
+    row_group_size: int | None = None,
 ) -> Store:
     """Open the store a URL or path names: a path or ``duckdb:///path`` is DuckDB;
     ``clickhouse://``, ``clickhouses://`` and ``chdb://`` are ClickHouse (the
@@ -543,12 +544,15 @@ def open_store(
             f"store {url!r}: scheme {scheme!r} is not supported; use a file path such as "
             "./assay.duckdb, clickhouse://user:pass@host:8123/db or chdb:///path/to/dir"
         )
+    # None keeps DuckDBStore's own default (DEFAULT_ROW_GROUP_SIZE).
+    sizing: dict[str, Any] = {} if row_group_size is None else {"row_group_size": row_group_size}
     return DuckDBStore(
         path,
         read_only=read_only,
         memory_limit=memory_limit,
         threads=threads,
         checkpoint_threshold=checkpoint_threshold,
+        **sizing,
     )
 
 

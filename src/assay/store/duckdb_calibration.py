@@ -244,7 +244,8 @@ class CalibrationTables:
             return []
         cur = self._cursor()
         present = cur.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('queues', 'queue_items')"
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND table_name IN ('queues', 'queue_items')"
         ).fetchone()
         if not present or present[0] < 2:
             return [None] * len(label_ids)
