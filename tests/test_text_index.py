@@ -206,3 +206,21 @@ def test_a_read_only_open_reads_unsketched_blocks(tmp_path: Path) -> None:
         assert len(search_ids(ro, SpanFilter("p", text="kiwi 3"))) == 1
     finally:
         ro.close()
+
+
+def test_batches_beyond_the_sketcher_queue_are_read_back_and_indexed(
+    db: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assay.store.duckdb_text as duckdb_text
+
+    # Only the first batch fits in memory; the others are sketched from the stored texts.
+    monkeypatch.setattr(duckdb_text, "MAX_QUEUED_SPANS", 300)
+    spans = [span(i, f"needle {i} " + "x" * (i % 50)) for i in range(2000)]
+    for k in range(0, len(spans), 250):
+        db.insert_spans(spans[k : k + 250])
+    assert db.wait_text_index()
+    covered = db._cursor().execute("SELECT sum(spans) FROM span_text_blocks").fetchall()
+    assert covered[0][0] == 2000
+    for term in ("needle 1999", "needle 7 x", "absent-term"):
+        flt = SpanFilter(project="p", text=term)
+        assert search_ids(db, flt) == scan_ids(db, flt)

@@ -113,8 +113,10 @@ def sketch_blocks(table: pa.Table, blocks: np.ndarray) -> pa.Table:
         {
             "block_id": pa.array(blocks[first], pa.int64()),
             "project": table["project"].take(pa.array(first)),
-            "min_start": pa.array(low, pa.int64()).cast(start.type),
-            "max_start": pa.array(high, pa.int64()).cast(start.type),
+            # Naive UTC whatever the input: batches from memory carry a time zone, texts
+            # read back from the store do not, and one flush may hold both.
+            "min_start": pa.array(low, pa.int64()).cast(pa.timestamp("us")),
+            "max_start": pa.array(high, pa.int64()).cast(pa.timestamp("us")),
             "spans": pa.array(last - first, pa.int32()),
             "sketch": pa.array(sketches, pa.binary()),
         }
