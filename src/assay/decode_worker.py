@@ -60,8 +60,8 @@ def handle(body: bytes, json_encoding: bool, project: str, prices: PriceTable) -
     except OtlpDecodeError as exc:
         status, rejected, message, payload = REFUSED, 0, str(exc), b""
     except Exception as exc:
-        # A body that trips a decoder bug is still the sender's bad request (400), and
-        # the worker must live on for the next one.
+        # decode() already turns mapping failures into OtlpDecodeError; this is the rest
+        # (building the columns). The worker must live on for the next request.
         log.exception("decoding a request failed")
         status, rejected, payload = REFUSED, 0, b""
         message = f"body could not be decoded ({type(exc).__name__}: {exc})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from assay.model import Span
 from assay.pricing import PriceTable
 
+log = logging.getLogger("assay.otlp")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OTEL_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS = ("unset", "ok", "error")
@@ -627,7 +629,15 @@ def decode(
 ) -> DecodeResult:
     """Parse an OTLP body (protobuf or JSON) and map its spans."""
     request = parse_json(body) if json_encoding else parse_protobuf(body)
-    return decode_request(request, project, prices)
+    try:
+        return decode_request(request, project, prices)
+    except Exception as exc:
+        # A body that trips a mapping bug is still the sender's bad request (a 400 with
+        # the reason), not a server error; the traceback goes to the log.
+        log.exception("mapping an OTLP request failed")
+        raise OtlpDecodeError(
+            f"body could not be decoded ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 __all__ = [

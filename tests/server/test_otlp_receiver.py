@@ -624,3 +624,18 @@ def test_gzip_bomb_helper_is_what_it_claims() -> None:
     total += len(d.flush())
     assert total == 8 * MIB
     assert d.eof
+
+
+async def test_a_body_that_trips_a_mapping_bug_is_400_not_500(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assay.otlp
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(assay.otlp, "map_span", broken)
+    body = next(synthetic.batches(8, 8)).SerializeToString()
+    r = await client.post("/v1/traces", content=body, headers=PROTOBUF)
+    assert r.status_code == 400
+    assert "could not be decoded (KeyError" in rpc_status(r).message
