@@ -58,8 +58,9 @@ class Settings:
     #: Optional JSON file of model prices that overrides the shipped table.
     prices: str | None = None
     #: DuckDB memory limit; DuckDB's own default (80% of RAM) would let one process
-    #: grow to gigabytes on a large database.
-    duckdb_memory_limit: str | None = "512MB"
+    #: grow to gigabytes on a large database. 256MB keeps the server near 500 MB under
+    #: ingest and still answers the 5M-span aggregates in ~150 ms (docs/performance.md).
+    duckdb_memory_limit: str | None = "256MB"
     #: DuckDB worker threads for queries; 0 means one per core.
     duckdb_threads: int = 0
     #: WAL size at which the server's DuckDB checkpoints (DuckDB's default is 16MB). Fewer,
