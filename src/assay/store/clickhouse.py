@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -491,10 +491,14 @@ class ClickHouseBase:
             return
         if self.transfer_write(table, data):
             return
+        self.insert_versioned(table, data, self.transfer_columns(table))
+
+    def insert_versioned(self, table: str, data: Any, columns: Collection[str]) -> None:
+        """Insert an Arrow table, stamped with a new version when ``table`` (whose columns
+        are ``columns``) is versioned and ``data`` carries none."""
         import pyarrow as pa
 
-        types = self.transfer_columns(table)
-        if "version" in types and "version" not in data.column_names:
+        if "version" in columns and "version" not in data.column_names:
             data = data.append_column(
                 "version", pa.array([self.version()] * data.num_rows, type=pa.uint64())
             )

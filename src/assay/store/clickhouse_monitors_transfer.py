@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from assay.store import StoreError
 from assay.store.clickhouse import TIME, Params
 from assay.store.clickhouse_monitors import (
     _DEF_COLS,
@@ -101,14 +100,7 @@ class MonitorsTransfer(MonitorsTables):
         stored = self._stored_types(table)
         data = data.select([c for c in data.column_names if c in stored])
         data = data.append_column("generation", pa.array(generations, type=pa.string()))
-        if "version" in stored:
-            data = data.append_column(
-                "version", pa.array([self.version()] * data.num_rows, type=pa.uint64())
-            )
-        try:
-            self._client.insert_arrow(table, data, database=self.database)
-        except Exception as exc:
-            raise StoreError(f"writing {table} to ClickHouse failed: {exc}") from None
+        self.insert_versioned(table, data, stored)
         return True
 
     def _write_portable_monitors(self, rows: Sequence[dict[str, Any]]) -> None:
